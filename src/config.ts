@@ -1,0 +1,165 @@
+import {
+  Config,
+  ConfigProvider,
+  Context,
+  Effect,
+  Layer,
+  type LogLevel,
+  type Option,
+  type Redacted,
+  Schema,
+} from "effect"
+
+/** The providers DAC knows; `P` in the `<P>_*` variables is the upper-cased name. */
+export const providerNames = ["openai", "anthropic", "gemini", "perplexity", "openrouter", "mock"] as const
+export type ProviderName = (typeof providerNames)[number]
+
+export const isProviderName = (name: string): name is ProviderName =>
+  (providerNames as ReadonlyArray<string>).includes(name)
+
+export interface ProviderSettings {
+  readonly name: ProviderName
+  readonly apiKey: Option.Option<Redacted.Redacted<string>>
+  readonly baseUrl: string
+  /** Token bucket refill per second and capacity. */
+  readonly rps: number
+  readonly burst: number
+  readonly concurrency: number
+  readonly maxQueue: number
+}
+
+export interface UpstreamTimeouts {
+  readonly connectMs: number
+  readonly firstByteMs: number
+  readonly idleMs: number
+  /** Attempts before the first byte (1 = no retry) and the cap on one retry's wait. */
+  readonly maxAttempts: number
+  readonly maxRetryDelayMs: number
+}
+
+export interface MockSettings {
+  readonly ttftMs: number
+  readonly tokens: number
+  readonly tokenIntervalMs: number
+}
+
+export interface AppConfigShape {
+  readonly port: number
+  readonly host: string
+  readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
+  readonly databasePoolSize: number
+  readonly dataDir: string
+  readonly logLevel: LogLevel.LogLevel
+  readonly maxBodyBytes: number
+  readonly maxContentChars: number
+  readonly coalesceEnabled: boolean
+  readonly streamFanoutEnabled: boolean
+  readonly coalesceErrorTtlMs: number
+  readonly coalesceResultTtlMs: number
+  readonly providers: Readonly<Record<ProviderName, ProviderSettings>>
+  readonly upstream: UpstreamTimeouts
+  readonly mock: MockSettings
+}
+
+const defaultBaseUrls: Record<ProviderName, string> = {
+  openai: "https://api.openai.com/v1",
+  anthropic: "https://api.anthropic.com/v1",
+  gemini: "https://generativelanguage.googleapis.com/v1beta",
+  perplexity: "https://api.perplexity.ai",
+  openrouter: "https://openrouter.ai/api/v1",
+  mock: "mock://local",
+}
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThan(0)), name).pipe(
+    Config.withDefault(fallback),
+  )
+
+const nonNegativeInt = (name: string, fallback: number) =>
+  Config.schema(Schema.FiniteFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)), name).pipe(
+    Config.withDefault(fallback),
+  )
+
+/** `1/0`, `true/false`, `yes/no`, `on/off`. */
+const flag = (name: string, fallback: boolean) => Config.Boolean(name).pipe(Config.withDefault(fallback))
+
+const providerConfig = (name: ProviderName) => {
+  const p = name.toUpperCase()
+  return Config.all({
+    name: Config.succeed(name),
+    apiKey: Config.option(Config.Redacted(`${p}_API_KEY`)),
+    baseUrl: Config.URL(`${p}_BASE_URL`).pipe(
+      Config.map((url) => url.toString().replace(/\/+$/, "")),
+      Config.withDefault(defaultBaseUrls[name]),
+    ),
+    rps: positiveInt(`${p}_RPS`, name === "mock" ? 100_000 : 50),
+    burst: positiveInt(`${p}_BURST`, name === "mock" ? 100_000 : 100),
+    concurrency: positiveInt(`${p}_CONCURRENCY`, name === "mock" ? 10_000 : 64),
+    maxQueue: nonNegativeInt(`${p}_MAX_QUEUE`, name === "mock" ? 100_000 : 1_000),
+  })
+}
+
+export const appConfig = Config.all({
+  // 0 asks the OS for a free port (tests do).
+  port: Config.schema(
+    Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 65535 })),
+    "PORT",
+  ).pipe(Config.withDefault(8000)),
+  host: Config.String("HOST").pipe(Config.withDefault("0.0.0.0")),
+  databaseUrl: Config.option(Config.Redacted("DATABASE_URL")),
+  databasePoolSize: positiveInt("DATABASE_POOL_SIZE", 10),
+  dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./data")),
+  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const)),
+  maxBodyBytes: positiveInt("MAX_BODY_BYTES", 1024 * 1024),
+  maxContentChars: positiveInt("MAX_CONTENT_CHARS", 200_000),
+  coalesceEnabled: flag("COALESCE_ENABLED", true),
+  streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
+  coalesceErrorTtlMs: nonNegativeInt("COALESCE_ERROR_TTL_MS", 2_000),
+  coalesceResultTtlMs: nonNegativeInt("COALESCE_RESULT_TTL_MS", 10_000),
+  providers: Config.all({
+    openai: providerConfig("openai"),
+    anthropic: providerConfig("anthropic"),
+    gemini: providerConfig("gemini"),
+    perplexity: providerConfig("perplexity"),
+    openrouter: providerConfig("openrouter"),
+    mock: providerConfig("mock"),
+  }),
+  upstream: Config.all({
+    connectMs: positiveInt("UPSTREAM_CONNECT_TIMEOUT_MS", 5_000),
+    firstByteMs: positiveInt("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 60_000),
+    idleMs: positiveInt("UPSTREAM_IDLE_TIMEOUT_MS", 60_000),
+    maxAttempts: positiveInt("UPSTREAM_MAX_ATTEMPTS", 3),
+    maxRetryDelayMs: positiveInt("UPSTREAM_MAX_RETRY_DELAY_MS", 10_000),
+  }),
+  mock: Config.all({
+    ttftMs: nonNegativeInt("MOCK_TTFT_MS", 20),
+    tokens: positiveInt("MOCK_TOKENS", 24),
+    tokenIntervalMs: nonNegativeInt("MOCK_TOKEN_INTERVAL_MS", 3),
+  }),
+})
+
+/** Turns a ConfigError into one line naming the variable and what it expected. */
+export const describeConfigError = (error: Config.ConfigError): string => {
+  const text = error.message.replace(/^SchemaError\(|\)$/g, "")
+  const variable = /at \["([^"]+)"\]/.exec(text)?.[1]
+  const expected = text.split("\n")[0]
+  return variable ? `Invalid configuration: ${variable}: ${expected}` : `Invalid configuration: ${text}`
+}
+
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  message: Schema.String,
+}) {}
+
+const load = (provider: ConfigProvider.ConfigProvider) =>
+  appConfig
+    .parse(provider)
+    .pipe(Effect.mapError((error) => new InvalidConfig({ message: describeConfigError(error) })))
+
+export class AppConfig extends Context.Service<AppConfig, AppConfigShape>()("dac/AppConfig") {
+  /** Reads the process environment; a bad value fails start-up naming the variable. */
+  static readonly layer = Layer.effect(AppConfig, load(ConfigProvider.fromEnv()))
+
+  /** A config from a plain record, for tests: missing keys take their defaults. */
+  static readonly fromRecord = (env: Record<string, string>) =>
+    Layer.effect(AppConfig, load(ConfigProvider.fromEnv({ env })))
+}

@@ -1,0 +1,35 @@
+import { Schema } from "effect"
+import { RequestId } from "./ids.ts"
+import { Message, Usage } from "./thread.ts"
+
+/** The turn a client posts. Only `user` turns are accepted: the assistant side is the gateway's to write. */
+export const ChatRequest = Schema.Struct({
+  role: Schema.Literal("user"),
+  content: Schema.String.check(Schema.isNonEmpty({ message: "content must not be empty" })),
+  provider: Schema.String.check(Schema.isNonEmpty({ message: "provider must not be empty" })),
+  model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" })),
+  temperature: Schema.optional(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 2 }))),
+  max_tokens: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000_000 }))),
+}).annotate({ identifier: "ChatRequest" })
+export type ChatRequest = typeof ChatRequest.Type
+
+/** How a request took part in coalescing (the coalescer decides; without it every request leads). */
+export const CoalesceRole = Schema.Literals(["leader", "follower", "cache_hit", "bypass"])
+export type CoalesceRole = typeof CoalesceRole.Type
+
+export const TurnMetrics = Schema.Struct({
+  queue_wait_ms: Schema.Number,
+  ttft_ms: Schema.NullOr(Schema.Number),
+  latency_ms: Schema.Number,
+})
+export type TurnMetrics = typeof TurnMetrics.Type
+
+export class TurnResult extends Schema.Class<TurnResult>("TurnResult")({
+  request_id: RequestId,
+  user_message: Message,
+  assistant_message: Message,
+  coalesce: CoalesceRole,
+  metrics: TurnMetrics,
+}) {}
+
+export { Usage }

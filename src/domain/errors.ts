@@ -1,0 +1,108 @@
+import { Schema } from "effect"
+
+/**
+ * Every error a client can see. Each carries the HTTP status it is answered with (`httpApiStatus`)
+ * and the stable machine-readable `code` of the `{"error":{"code","message"}}` body.
+ */
+
+export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()(
+  "InvalidRequest",
+  { message: Schema.String },
+  { httpApiStatus: 400 },
+) {
+  readonly code = "invalid_request"
+  readonly status = 400
+}
+
+export class MissingOrgId extends Schema.TaggedError<MissingOrgId>()(
+  "MissingOrgId",
+  { message: Schema.String },
+  { httpApiStatus: 400 },
+) {
+  readonly code = "missing_org_id"
+  readonly status = 400
+}
+
+export class UnknownProvider extends Schema.TaggedError<UnknownProvider>()(
+  "UnknownProvider",
+  { message: Schema.String },
+  { httpApiStatus: 400 },
+) {
+  readonly code = "unknown_provider"
+  readonly status = 400
+}
+
+export class UnknownModel extends Schema.TaggedError<UnknownModel>()(
+  "UnknownModel",
+  { message: Schema.String },
+  { httpApiStatus: 400 },
+) {
+  readonly code = "unknown_model"
+  readonly status = 400
+}
+
+export class ThreadNotFound extends Schema.TaggedError<ThreadNotFound>()(
+  "ThreadNotFound",
+  { message: Schema.String },
+  { httpApiStatus: 404 },
+) {
+  readonly code = "thread_not_found"
+  readonly status = 404
+}
+
+export class RequestNotFound extends Schema.TaggedError<RequestNotFound>()(
+  "RequestNotFound",
+  { message: Schema.String },
+  { httpApiStatus: 404 },
+) {
+  readonly code = "request_not_found"
+  readonly status = 404
+}
+
+export class ContentTooLarge extends Schema.TaggedError<ContentTooLarge>()(
+  "ContentTooLarge",
+  { message: Schema.String },
+  { httpApiStatus: 413 },
+) {
+  readonly code = "content_too_large"
+  readonly status = 413
+}
+
+export class ProviderNotConfigured extends Schema.TaggedError<ProviderNotConfigured>()(
+  "ProviderNotConfigured",
+  { message: Schema.String },
+  { httpApiStatus: 503 },
+) {
+  readonly code = "provider_not_configured"
+  readonly status = 503
+}
+
+/** Errors of the gateway's own making (the request was accepted but could not be stored, …). */
+export class Internal extends Schema.TaggedError<Internal>()(
+  "Internal",
+  { message: Schema.String },
+  { httpApiStatus: 500 },
+) {
+  readonly code = "internal_error"
+  readonly status = 500
+}
+
+export type RequestError =
+  | InvalidRequest
+  | MissingOrgId
+  | UnknownProvider
+  | UnknownModel
+  | ThreadNotFound
+  | RequestNotFound
+  | ContentTooLarge
+  | ProviderNotConfigured
+
+/** The generation a waiting request followed was stopped for everyone (`?scope=generation`). */
+export class RequestCancelled extends Schema.TaggedError<RequestCancelled>()(
+  "RequestCancelled",
+  { message: Schema.String },
+  { httpApiStatus: 409 },
+) {
+  readonly code = "cancelled"
+  readonly status = 409
+}

@@ -1,0 +1,97 @@
+import { Schema } from "effect"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
+import { ChatRequest, TurnResult } from "../domain/chat.ts"
+import { ThreadId } from "../domain/ids.ts"
+import { Thread, ThreadWithMessages } from "../domain/thread.ts"
+import {
+  BadGatewayError,
+  BadRequestError,
+  ConflictError,
+  GatewayTimeoutError,
+  InternalError,
+  NotFoundError,
+  PayloadTooLargeError,
+  TooManyRequestsError,
+  UnavailableError,
+} from "./errors.ts"
+import { OrgScope } from "./org.ts"
+
+export const CreateThread = Schema.Struct({
+  title: Schema.optional(Schema.NullOr(Schema.String.check(Schema.isMaxLength(500)))),
+})
+
+export const ThreadList = Schema.Struct({ threads: Schema.Array(Thread) })
+
+const threadParams = { thread_id: ThreadId }
+
+/** Errors a turn can end in: bad input, unknown thread, the pacer's 429 and every upstream failure. */
+const turnErrors = [
+  BadRequestError,
+  NotFoundError,
+  ConflictError,
+  PayloadTooLargeError,
+  TooManyRequestsError,
+  BadGatewayError,
+  UnavailableError,
+  GatewayTimeoutError,
+  InternalError,
+] as const
+
+export class ThreadsApi extends HttpApiGroup.make("threads")
+  .add(
+    // The router ignores a trailing slash, so this also serves `POST /api/threads/`.
+    HttpApiEndpoint.post("createThread", "/threads", {
+      // The `Null` member makes an empty body acceptable: it creates an untitled thread.
+      payload: [CreateThread, Schema.Null],
+      success: Thread.pipe(HttpApiSchema.status(201)),
+      error: [BadRequestError, PayloadTooLargeError],
+    }),
+    HttpApiEndpoint.get("listThreads", "/threads", {
+      query: {
+        limit: Schema.optional(
+          Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 1000 })),
+        ),
+      },
+      success: ThreadList,
+      error: BadRequestError,
+    }),
+    HttpApiEndpoint.get("getThread", "/threads/:thread_id", {
+      params: threadParams,
+      success: ThreadWithMessages,
+      error: [BadRequestError, NotFoundError],
+    }),
+    HttpApiEndpoint.post("sendMessage", "/threads/:thread_id/messages", {
+      params: threadParams,
+      payload: ChatRequest,
+      success: TurnResult,
+      error: turnErrors,
+    }),
+  )
+  .middleware(OrgScope)
+  .prefix("/api")
+  .annotateMerge(OpenApi.annotations({ title: "Threads", description: "Chat threads and their turns" })) {}
+
+export const HealthStatus = Schema.Struct({ status: Schema.Literal("ok") })
+export const ReadyStatus = Schema.Struct({
+  status: Schema.Literals(["ready"]),
+  store: Schema.String,
+  providers: Schema.Array(Schema.Struct({ name: Schema.String, configured: Schema.Boolean })),
+})
+
+export class SystemApi extends HttpApiGroup.make("system", { topLevel: true }).add(
+  HttpApiEndpoint.get("health", "/health", { success: HealthStatus }),
+  HttpApiEndpoint.get("ready", "/ready", { success: ReadyStatus, error: UnavailableError }),
+) {}
+
+export class Api extends HttpApi.make("dac")
+  .add(ThreadsApi)
+  .add(SystemApi)
+  // Report every problem of a payload at once, not just the first.
+  .annotate(HttpApi.PayloadParseOptions, { errors: "all" })
+  .annotateMerge(
+    OpenApi.annotations({
+      title: "DAC gateway",
+      description:
+        "Chat threads, streamed replies, and a pacer, coalescer and fan-out in front of LLM providers.",
+    }),
+  ) {}

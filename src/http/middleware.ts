@@ -1,0 +1,138 @@
+import { ByteSize, Cause, Effect, Exit, Schema, SchemaIssue } from "effect"
+import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiError } from "effect/http-api"
+import type { ErrorDetail } from "./errors.ts"
+
+const errorResponse = (status: number, detail: ErrorDetail) =>
+  HttpServerResponse.jsonUnsafe({ error: detail }, { status })
+
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const slotNames: Record<string, string> = {
+  Params: "path parameter",
+  Headers: "header",
+  Query: "query parameter",
+  Payload: "body",
+}
+
+/** `body: content: must not be empty; role: Expected "user"` — every problem, each with its path. */
+const describeSchemaError = (error: HttpApiError.HttpApiSchemaError, body: unknown): string => {
+  const slot = slotNames[error.kind] ?? error.kind.toLowerCase()
+  const cause = error.cause as { issue?: SchemaIssue.Issue; message?: string }
+  if (cause.issue === undefined) return `invalid ${slot}: ${cause.message ?? "malformed"}`
+  const issues = formatIssues(unwrapUnion(cause.issue, body)).issues.map((issue) => {
+    const path = (issue.path ?? []).map((key) => (typeof key === "object" ? String(key.key) : String(key)))
+    return path.length > 0 ? `${path.join(".")}: ${issue.message}` : issue.message
+  })
+  return `invalid ${slot}: ${issues.join("; ")}`
+}
+
+/**
+ * HttpApi decodes a payload as a union of its accepted schemas. When no member even matched (a
+ * literal like `role` was wrong) the union says only "Expected {…}" and keeps no input, so decode
+ * the (already read, cached) body against the one object member again to name every wrong field.
+ */
+const unwrapUnion = (issue: SchemaIssue.Issue, body: unknown): SchemaIssue.Issue => {
+  if (issue._tag !== "AnyOf") return issue
+  if (issue.issues.length === 1) return unwrapUnion(issue.issues[0]!, body)
+  const members = issue.ast.types.filter((member) => member._tag === "Objects")
+  if (issue.issues.length === 0 && members.length === 1 && typeof body === "object" && body !== null) {
+    const retry = Schema.decodeUnknownExit(Schema.make<Schema.Codec<unknown>>(members[0]!), {
+      errors: "all",
+    })(body)
+    if (Exit.isFailure(retry)) {
+      const failure = retry.cause.reasons.find((reason) => reason._tag === "Fail")
+      if (failure) return failure.error.issue
+    }
+  }
+  return issue
+}
+
+const readJsonBody = Effect.gen(function* () {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const text = yield* request.text
+  return yield* Effect.try(() => JSON.parse(text) as unknown)
+}).pipe(Effect.orElseSucceed(() => undefined))
+
+const isJson = (contentType: string | undefined) =>
+  contentType !== undefined && /^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)
+
+/**
+ * Turns what HttpApi would answer with an empty body (schema failures, oversized bodies, unknown
+ * routes, defects) into the `{"error":{…}}` shape, and rejects non-JSON and oversized bodies
+ * before anything reads them.
+ */
+export const errorMiddleware = (maxBodyBytes: number) =>
+  HttpRouter.middleware(
+    (app) =>
+      Effect.gen(function* () {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        if (request.method === "POST" || request.method === "PUT" || request.method === "PATCH") {
+          const length = Number(request.headers["content-length"] ?? "0")
+          if (length > maxBodyBytes) {
+            return errorResponse(413, {
+              code: "body_too_large",
+              message: `the request body is ${length} bytes; the limit is ${maxBodyBytes}`,
+            })
+          }
+          const hasBody = length > 0 || request.headers["transfer-encoding"] !== undefined
+          if (hasBody && !isJson(request.headers["content-type"])) {
+            return errorResponse(415, {
+              code: "unsupported_media_type",
+              message: `expected content-type: application/json, got ${request.headers["content-type"] ?? "none"}`,
+            })
+          }
+        }
+        return yield* app.pipe(
+          Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(BigInt(maxBodyBytes))),
+        )
+      }).pipe(
+        Effect.catchCause((cause) => {
+          for (const reason of cause.reasons) {
+            const failure =
+              reason._tag === "Die" ? reason.defect : reason._tag === "Fail" ? reason.error : undefined
+            if (HttpApiError.HttpApiSchemaError.is(failure)) {
+              return Effect.map(readJsonBody, (body) =>
+                errorResponse(400, { code: "invalid_request", message: describeSchemaError(failure, body) }),
+              )
+            }
+            if (HttpApiError.HttpApiPayloadTooLarge.is(failure) || isBodyTooLarge(failure)) {
+              return Effect.succeed(
+                errorResponse(413, {
+                  code: "body_too_large",
+                  message: `the request body is over ${maxBodyBytes} bytes`,
+                }),
+              )
+            }
+            if (isTagged(failure, "RouteNotFound") || isTagged(serverErrorReason(failure), "RouteNotFound")) {
+              return Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+                errorResponse(404, {
+                  code: "not_found",
+                  message: `no route for ${request.method} ${request.url}`,
+                }),
+              )
+            }
+          }
+          if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+          return Effect.logError("unhandled error", cause).pipe(
+            Effect.as(errorResponse(500, { code: "internal_error", message: "internal error" })),
+          )
+        }),
+      ),
+    { global: true },
+  )
+
+const isTagged = (u: unknown, tag: string): boolean =>
+  typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === tag
+
+/** The router wraps its own failures in an HttpServerError whose `reason` says what happened. */
+const serverErrorReason = (u: unknown): unknown =>
+  isTagged(u, "HttpServerError") ? (u as { reason?: unknown }).reason : undefined
+
+/** Reading a body past `MaxBodySize` (a chunked body has no content-length to check up front). */
+const isBodyTooLarge = (u: unknown): boolean => {
+  const error = isTagged(u, "RequestParseError") ? u : serverErrorReason(u)
+  if (!isTagged(error, "RequestParseError")) return false
+  const { reason, cause } = error as { reason?: unknown; cause?: { message?: unknown } }
+  return reason === "BodyTooLarge" || cause?.message === "maxBytes exceeded"
+}

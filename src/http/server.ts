@@ -1,0 +1,34 @@
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { HttpRouter } from "effect/http"
+import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
+import { AppConfig } from "../config.ts"
+import { Api } from "./api.ts"
+import { SystemHandlers, ThreadsHandlers } from "./handlers.ts"
+import { errorMiddleware } from "./middleware.ts"
+import { OrgScopeLive } from "./org.ts"
+
+/** Every route: the HttpApi (with `/openapi.json`), the docs page, and the error middleware. */
+export const RoutesLive = Layer.unwrap(
+  Effect.map(AppConfig, (config) =>
+    Layer.mergeAll(
+      HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
+        Layer.provide([ThreadsHandlers, SystemHandlers]),
+        // The router resolves the middleware when it builds the routes, so it must stay visible.
+        Layer.provideMerge(OrgScopeLive),
+      ),
+      HttpApiScalar.layer(Api, { path: "/docs" }),
+      errorMiddleware(config.maxBodyBytes),
+    ),
+  ),
+)
+
+/** The HTTP server on HOST:PORT (PORT=0 picks a free port: tests read it from HttpServer.address). */
+export const HttpServerLive = Layer.unwrap(
+  Effect.map(AppConfig, (config) =>
+    HttpRouter.serve(RoutesLive, { disableLogger: true }).pipe(
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host })),
+    ),
+  ),
+)

@@ -1,0 +1,42 @@
+import { Effect, Layer, Logger, References } from "effect"
+import { AppConfig } from "./config.ts"
+import { Generations } from "./engine/generations.ts"
+import { Turns } from "./engine/turns.ts"
+import { HttpServerLive } from "./http/server.ts"
+import { Providers } from "./providers/providers.ts"
+import { MessagesRepo } from "./store/messages-repo.ts"
+import { RequestLogRepo } from "./store/request-log-repo.ts"
+import { SqlLive } from "./store/sql.ts"
+import { ThreadsRepo } from "./store/threads-repo.ts"
+import { RequestLog } from "./telemetry/request-log.ts"
+
+/** Assistant messages a crash left `pending`/`streaming` become `interrupted` before anything else runs. */
+const CrashSweep = Layer.effectDiscard(
+  Effect.gen(function* () {
+    const swept = yield* (yield* MessagesRepo).sweepInterrupted
+    if (swept > 0) yield* Effect.logWarning("marked interrupted replies left by a crash", { count: swept })
+  }),
+)
+
+const Repos = Layer.mergeAll(ThreadsRepo.layer, MessagesRepo.layer, RequestLogRepo.layer).pipe(
+  Layer.provideMerge(SqlLive),
+)
+
+const Engine = Turns.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(Generations.layer, RequestLog.layer, Providers.layer)),
+  Layer.provideMerge(CrashSweep),
+  Layer.provideMerge(Repos),
+)
+
+const LoggingLive = Layer.unwrap(
+  Effect.map(AppConfig, (config) =>
+    Layer.mergeAll(
+      Logger.layer([Logger.consoleJson]),
+      Layer.succeed(References.MinimumLogLevel, config.logLevel),
+    ),
+  ),
+)
+
+/** The whole gateway for a given configuration layer: store, engine, HTTP server. */
+export const appLayer = (config: Layer.Layer<AppConfig, unknown>) =>
+  HttpServerLive.pipe(Layer.provideMerge(Engine), Layer.provideMerge(LoggingLive), Layer.provideMerge(config))

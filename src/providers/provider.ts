@@ -1,0 +1,47 @@
+import type { Stream } from "effect"
+import type { ProviderName } from "../config.ts"
+import type { ProviderError } from "../domain/provider-errors.ts"
+import type { Usage } from "../domain/thread.ts"
+
+/** One message of the conversation sent upstream. */
+export interface ChatMessage {
+  readonly role: "system" | "user" | "assistant"
+  readonly content: string
+}
+
+export interface ProviderRequest {
+  readonly provider: ProviderName
+  readonly model: string
+  readonly messages: ReadonlyArray<ChatMessage>
+  readonly temperature?: number | undefined
+  readonly maxTokens?: number | undefined
+}
+
+/**
+ * What a provider stream emits, in order: `FirstByte` once (the moment the first byte of the
+ * upstream body arrived: TTFT is measured there), any number of `TextDelta`, then exactly one
+ * `Finish`. A stream that cannot reach `Finish` fails with a ProviderError instead.
+ */
+export type ProviderEvent =
+  | { readonly _tag: "FirstByte" }
+  | { readonly _tag: "TextDelta"; readonly text: string }
+  | { readonly _tag: "Finish"; readonly reason: string; readonly usage: Usage | null }
+
+export const FirstByte: ProviderEvent = { _tag: "FirstByte" }
+export const textDelta = (text: string): ProviderEvent => ({ _tag: "TextDelta", text })
+export const finish = (reason: string, usage: Usage | null): ProviderEvent => ({
+  _tag: "Finish",
+  reason,
+  usage,
+})
+
+/**
+ * One wire protocol bound to one provider's settings. `stream` is lazy: nothing is sent until the
+ * stream is run, and interrupting the consuming fiber aborts the upstream request.
+ */
+export interface ProviderAdapter {
+  readonly name: ProviderName
+  /** Models this adapter accepts; `undefined` means any model name is passed through to the provider. */
+  readonly models?: ReadonlyArray<string> | undefined
+  readonly stream: (request: ProviderRequest) => Stream.Stream<ProviderEvent, ProviderError>
+}

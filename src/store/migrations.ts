@@ -1,0 +1,60 @@
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
+
+/** Migrations, applied in order at start-up; never edit one that has shipped, add the next. */
+export const migrations = {
+  "0001_threads_and_messages": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      CREATE TABLE threads (
+        id uuid PRIMARY KEY,
+        org_id text NOT NULL,
+        title text,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`
+    yield* sql`CREATE INDEX threads_org_created ON threads (org_id, created_at DESC)`
+    yield* sql`
+      CREATE TABLE messages (
+        id uuid PRIMARY KEY,
+        seq bigint GENERATED ALWAYS AS IDENTITY,
+        thread_id uuid NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        org_id text NOT NULL,
+        role text NOT NULL,
+        content text NOT NULL,
+        status text NOT NULL,
+        provider text,
+        model text,
+        usage jsonb,
+        finish_reason text,
+        error_code text,
+        request_id uuid,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`
+    yield* sql`CREATE INDEX messages_thread_seq ON messages (thread_id, seq)`
+    yield* sql`CREATE INDEX messages_request ON messages (request_id)`
+    // Only unfinished rows are indexed: the crash sweep reads exactly these.
+    yield* sql`CREATE INDEX messages_unfinished ON messages (status) WHERE status IN ('pending', 'streaming')`
+  }),
+  "0002_request_log": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`
+      CREATE TABLE request_log (
+        request_id uuid PRIMARY KEY,
+        org_id text NOT NULL,
+        thread_id uuid,
+        provider text,
+        model text,
+        coalesce text NOT NULL,
+        status text NOT NULL,
+        error_code text,
+        queue_wait_ms double precision,
+        ttft_ms double precision,
+        latency_ms double precision,
+        input_tokens integer,
+        output_tokens integer,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`
+    yield* sql`CREATE INDEX request_log_created ON request_log (created_at DESC)`
+  }),
+}
