@@ -32,7 +32,7 @@ const newThread = async (title?: string) => {
 }
 
 const expectError = (
-  response: { status: number; json: { error?: { code?: string; message?: string } } },
+  response: { status: number; json: { error: { code: string; message: string } } },
   status: number,
   code: string,
   mentions?: string | RegExp,
@@ -263,7 +263,7 @@ describe("bad input", () => {
       duplex: "half",
     } as RequestInit)
     expect(response.status).toBe(413)
-    expect((await response.json()).error.code).toBe("body_too_large")
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("body_too_large")
   })
 
   it("content over MAX_CONTENT_CHARS → 413 naming the limit", async () => {

@@ -1,0 +1,112 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+import { api } from "./support/gateway.ts"
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0))
+    })
+  })
+
+const dataDir = mkdtempSync(join(tmpdir(), "dac-main-"))
+const running = new Set<ChildProcess>()
+afterAll(() => {
+  for (const child of running) child.kill("SIGKILL")
+  rmSync(dataDir, { recursive: true, force: true })
+})
+
+/** `npm start` as a user runs it: the real entry point, its own embedded store in DATA_DIR. */
+const startProcess = async (port: number) => {
+  const env = { ...process.env, PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, LOG_LEVEL: "Warn" }
+  delete env.DATABASE_URL
+  const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] })
+  running.add(child)
+  let output = ""
+  child.stdout?.on("data", (chunk) => {
+    output += chunk
+  })
+  child.stderr?.on("data", (chunk) => {
+    output += chunk
+  })
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  const startedAt = Date.now()
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`gateway exited during start-up:\n${output}`)
+    const healthy = await fetch(`http://127.0.0.1:${port}/health`).then(
+      (r) => r.ok,
+      () => false,
+    )
+    if (healthy) break
+    if (Date.now() - startedAt > 30_000) throw new Error(`gateway did not start in 30 s:\n${output}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return {
+    startupMs: Date.now() - startedAt,
+    client: api(`http://127.0.0.1:${port}`, "org-main"),
+    stop: async (signal: NodeJS.Signals) => {
+      child.kill(signal)
+      const code = await exited
+      running.delete(child)
+      return code
+    },
+    output: () => output,
+  }
+}
+
+describe("the gateway process on its embedded store", () => {
+  it("keeps threads across a restart, and marks a reply cut by a crash as interrupted", async () => {
+    const port = await freePort()
+    const first = await startProcess(port)
+    expect(first.startupMs).toBeLessThan(30_000)
+    const thread = await first.client.post("/api/threads", { title: "kept" })
+    const threadId = thread.json.thread_id
+    const sent = await first.client.post(`/api/threads/${threadId}/messages`, {
+      role: "user",
+      content: "remember me",
+      provider: "mock",
+      model: "faststream-ttft",
+    })
+    expect(sent.status).toBe(200)
+    await first.stop("SIGTERM")
+
+    const second = await startProcess(port)
+    const reread = await second.client.get(`/api/threads/${threadId}`)
+    expect(reread.json.messages.map((m: { content: string; status: string }) => [m.content, m.status])).toEqual([
+      ["remember me", "complete"],
+      [sent.json.assistant_message.content, "complete"],
+    ])
+    // A reply that never ends, then the process dies without any chance to clean up.
+    void second.client
+      .post(`/api/threads/${threadId}/messages`, {
+        role: "user",
+        content: "never finishes",
+        provider: "mock",
+        model: "never-ending",
+      })
+      .catch(() => undefined)
+    for (let i = 0; i < 50; i++) {
+      const now = await second.client.get(`/api/threads/${threadId}`)
+      if (now.json.messages.length === 4) break
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    await second.stop("SIGKILL")
+
+    const third = await startProcess(port)
+    const afterCrash = await third.client.get(`/api/threads/${threadId}`)
+    expect(afterCrash.json.messages.map((m: { role: string; status: string }) => [m.role, m.status])).toEqual([
+      ["user", "complete"],
+      ["assistant", "complete"],
+      ["user", "complete"],
+      ["assistant", "interrupted"],
+    ])
+    await third.stop("SIGTERM")
+  }, 120_000)
+})
