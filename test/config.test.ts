@@ -27,7 +27,11 @@ describe("configuration", () => {
   })
 
   it("reads provider settings and strips a trailing slash from base URLs", async () => {
-    const result = await load({ OPENAI_BASE_URL: "http://127.0.0.1:9999/v1/", OPENAI_API_KEY: "sk-test", OPENAI_RPS: "7" })
+    const result = await load({
+      OPENAI_BASE_URL: "http://127.0.0.1:9999/v1/",
+      OPENAI_API_KEY: "sk-test",
+      OPENAI_RPS: "7",
+    })
     if (result._tag !== "Success") throw new Error("expected success")
     expect(result.success.providers.openai.baseUrl).toBe("http://127.0.0.1:9999/v1")
     expect(result.success.providers.openai.rps).toBe(7)

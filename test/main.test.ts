@@ -79,7 +79,9 @@ describe("the gateway process on its embedded store", () => {
 
     const second = await startProcess(port)
     const reread = await second.client.get(`/api/threads/${threadId}`)
-    expect(reread.json.messages.map((m: { content: string; status: string }) => [m.content, m.status])).toEqual([
+    expect(
+      reread.json.messages.map((m: { content: string; status: string }) => [m.content, m.status]),
+    ).toEqual([
       ["remember me", "complete"],
       [sent.json.assistant_message.content, "complete"],
     ])
@@ -101,12 +103,14 @@ describe("the gateway process on its embedded store", () => {
 
     const third = await startProcess(port)
     const afterCrash = await third.client.get(`/api/threads/${threadId}`)
-    expect(afterCrash.json.messages.map((m: { role: string; status: string }) => [m.role, m.status])).toEqual([
-      ["user", "complete"],
-      ["assistant", "complete"],
-      ["user", "complete"],
-      ["assistant", "interrupted"],
-    ])
+    expect(afterCrash.json.messages.map((m: { role: string; status: string }) => [m.role, m.status])).toEqual(
+      [
+        ["user", "complete"],
+        ["assistant", "complete"],
+        ["user", "complete"],
+        ["assistant", "interrupted"],
+      ],
+    )
     await third.stop("SIGTERM")
   }, 120_000)
 })

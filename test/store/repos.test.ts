@@ -16,7 +16,14 @@ const newOrg = () => `org-${crypto.randomUUID()}` as OrgId
 
 const startTurn = (org: OrgId, threadId: ThreadId, content: string) =>
   Effect.flatMap(MessagesRepo, (messages) =>
-    messages.startTurn({ org, threadId, requestId: newRequestId(), content, provider: "mock", model: "faststream-ttft" }),
+    messages.startTurn({
+      org,
+      threadId,
+      requestId: newRequestId(),
+      content,
+      provider: "mock",
+      model: "faststream-ttft",
+    }),
   )
 
 describe(`repositories on ${inject("backend")} PostgreSQL`, () => {
@@ -92,9 +99,15 @@ describe(`repositories on ${inject("backend")} PostgreSQL`, () => {
     expect(listed[3]!.error_code).toBe("upstream_error")
     expect(await repos.run(messages.listByThread(newOrg(), thread.thread_id))).toEqual([])
 
-    const byRequest = await repos.run(messages.findAssistantByRequest(org, first.assistantMessage.request_id!))
+    const byRequest = await repos.run(
+      messages.findAssistantByRequest(org, first.assistantMessage.request_id!),
+    )
     expect(Option.getOrThrow(byRequest).message_id).toBe(first.assistantMessage.message_id)
-    expect(Option.isNone(await repos.run(messages.findAssistantByRequest(newOrg(), first.assistantMessage.request_id!)))).toBe(true)
+    expect(
+      Option.isNone(
+        await repos.run(messages.findAssistantByRequest(newOrg(), first.assistantMessage.request_id!)),
+      ),
+    ).toBe(true)
   })
 
   it("refuses a turn on another org's thread or an unknown one, writing nothing", async () => {

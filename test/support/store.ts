@@ -16,7 +16,8 @@ export const buildRepos = async () => {
   const scope = Effect.runSync(Scope.make())
   const context = await Effect.runPromise(Layer.buildWithScope(ReposLive, scope))
   return {
-    run: <A, E>(effect: Effect.Effect<A, E, Repos>) => Effect.runPromise(Effect.provideContext(effect, context)),
+    run: <A, E>(effect: Effect.Effect<A, E, Repos>) =>
+      Effect.runPromise(Effect.provideContext(effect, context)),
     get: <I, S>(tag: Context.Key<I, S>) => Context.get(context as Context.Context<I>, tag),
     close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
   }
