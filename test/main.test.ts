@@ -25,8 +25,8 @@ afterAll(() => {
 
 /** `npm start` as a user runs it: the real entry point, its own embedded store in DATA_DIR. */
 const startProcess = async (port: number) => {
-  const env = { ...process.env, PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, LOG_LEVEL: "Warn" }
-  delete env.DATABASE_URL
+  const { DATABASE_URL: _, ...inherited } = process.env
+  const env = { ...inherited, PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, LOG_LEVEL: "Warn" }
   const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] })
   running.add(child)
   let output = ""
