@@ -1,9 +1,10 @@
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
-import { type GenerationId, newGenerationId, type RequestId } from "../domain/ids.ts"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream } from "effect"
+import { type GenerationId, newGenerationId, type OrgId, type RequestId } from "../domain/ids.ts"
 import type { ProviderError } from "../domain/provider-errors.ts"
 import type { Message, Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
+import { type Frame, frame } from "./sse-frames.ts"
 
 /** How a generation ended; the assistant message is already persisted in that state. */
 export type GenerationOutcome =
@@ -29,6 +30,7 @@ export type GenerationOutcome =
     }
 
 export interface GenerationSpec {
+  readonly org: OrgId
   readonly requestId: RequestId
   readonly adapter: ProviderAdapter
   readonly request: ProviderRequest
@@ -38,6 +40,23 @@ export interface GenerationSpec {
   readonly startedAt: number
 }
 
+/** A listener fell `listenerBuffer` frames behind: its stream ends, and it may resume from `lastId`. */
+export class SlowListener extends Schema.TaggedError<SlowListener>()("SlowListener", {
+  lastId: Schema.Number,
+}) {}
+
+/**
+ * Ids of the frames of one reply stream: 0 and 1 are the request's own `ping` and `meta`; the
+ * generation's events (ttft meta, deltas, the terminal event) follow from 2, the same for everyone.
+ */
+export const firstGenerationFrameId = 2
+
+/** How long a finished generation stays joinable from memory (then it is read from the store). */
+export const finishedRetentionMs = 60_000
+
+/** How many frames one listener may have unsent before it counts as slow. */
+export const listenerBuffer = 4096
+
 /**
  * One upstream call and everything it produces. Its fiber lives in the Generations scope, not in
  * the scope of the request that started it: requests attach and detach, and only when the last
@@ -45,11 +64,27 @@ export interface GenerationSpec {
  */
 export interface Generation {
   readonly id: GenerationId
+  readonly org: OrgId
+  readonly provider: string
+  readonly model: string
+  /** Whether the terminal frame has been emitted. */
+  readonly isEnded: () => boolean
   readonly outcome: Deferred.Deferred<GenerationOutcome>
-  /** Counts a request as listening. */
+  /** Every request id that names this generation (the leader's, then followers'). */
+  readonly names: Array<RequestId>
+  /** Whether a stream is open for this request right now. */
+  readonly isListening: (requestId: RequestId) => boolean
+  /** Counts a request that waits for the outcome (a non-streaming turn). */
   readonly attach: (requestId: RequestId) => void
-  /** Stops counting it; interrupts the generation when no request is left. */
+  /**
+   * A request's view of the stream: every frame after `afterId` (replayed from the log), then the
+   * live tail, with no gap and no duplicate; it ends after the terminal frame. Attaches the request.
+   */
+  readonly listen: (requestId: RequestId, afterId: number) => Stream.Stream<Frame, SlowListener>
+  /** Stops counting the request; interrupts the generation when no request is left. */
   readonly detach: (requestId: RequestId) => Effect.Effect<void>
+  /** Ends one request's stream with `cancelled` and detaches it. */
+  readonly cancelRequest: (requestId: RequestId) => Effect.Effect<void>
   /** Stops the generation for every listener. */
   readonly cancel: Effect.Effect<void>
 }
@@ -58,7 +93,10 @@ export class Generations extends Context.Service<
   Generations,
   {
     readonly start: (spec: GenerationSpec) => Effect.Effect<Generation>
+    /** The live generation a request follows (a finished one is found through its stored message). */
     readonly byRequest: (requestId: RequestId) => Option.Option<Generation>
+    /** Makes `requestId` another name for a generation it follows (coalesced followers). */
+    readonly alias: (requestId: RequestId, generation: Generation) => void
   }
 >()("dac/engine/Generations") {
   static readonly layer = Layer.effect(
@@ -70,20 +108,44 @@ export class Generations extends Context.Service<
 
       const start = Effect.fn("Generations.start")(function* (spec: GenerationSpec) {
         const outcome = yield* Deferred.make<GenerationOutcome>()
-        const attached = new Set<RequestId>()
+        const waiting = new Set<RequestId>()
+        const listeners = new Map<RequestId, Queue.Queue<Frame, SlowListener | Cause.Done>>()
+        const log: Array<Frame> = []
+        const aliases: Array<RequestId> = [spec.requestId]
+        let nextId = firstGenerationFrameId
+        let ended = false
         let text = ""
         let ttftMs: number | null = null
         let usage: Usage | null = null
         let finishReason: string | null = null
+
+        // Synchronous, so a listener registering between two emits sees each frame exactly once.
+        const emit = (type: string, data: object) => {
+          const f = frame(nextId++, type, data)
+          log.push(f)
+          for (const [requestId, queue] of listeners) {
+            if (!Queue.offerUnsafe(queue, f)) {
+              listeners.delete(requestId)
+              Queue.failCauseUnsafe(queue, Cause.fail(new SlowListener({ lastId: f.id - 1 })))
+            }
+          }
+          if (type === "done" || type === "error" || type === "cancelled") {
+            ended = true
+            for (const queue of listeners.values()) Queue.endUnsafe(queue)
+            listeners.clear()
+          }
+        }
 
         const consume = spec.adapter.stream(spec.request).pipe(
           Stream.runForEach((event) => {
             switch (event._tag) {
               case "FirstByte":
                 ttftMs = performance.now() - spec.startedAt
+                emit("meta", { ttft_ms: ttftMs })
                 break
               case "TextDelta":
                 text += event.text
+                emit("delta", { text: event.text })
                 break
               case "Finish":
                 finishReason = event.reason
@@ -109,6 +171,12 @@ export class Generations extends Context.Service<
                 errorCode: null,
               })
               result = { _tag: "Completed", message, ttftMs, latencyMs, usage }
+              emit("done", {
+                message_id: message.message_id,
+                finish_reason: message.finish_reason,
+                usage,
+                latency_ms: latencyMs,
+              })
             } else {
               const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
               const message = yield* messages.finishTurn(spec.assistantMessage, {
@@ -118,12 +186,24 @@ export class Generations extends Context.Service<
                 finishReason: null,
                 errorCode: error?.code ?? null,
               })
-              result = error
-                ? { _tag: "Failed", message, error, ttftMs, latencyMs }
-                : { _tag: "Cancelled", message, ttftMs, latencyMs }
+              if (error) {
+                result = { _tag: "Failed", message, error, ttftMs, latencyMs }
+                emit("error", { code: error.code, message: error.message, retryable: error.retryable })
+              } else {
+                result = { _tag: "Cancelled", message, ttftMs, latencyMs }
+                emit("cancelled", {})
+              }
             }
-            byRequestId.delete(spec.requestId)
             yield* Deferred.succeed(outcome, result)
+            // Kept a while so late joiners and reconnects are served from the log, not the store.
+            yield* Effect.sleep(finishedRetentionMs).pipe(
+              Effect.andThen(
+                Effect.sync(() => {
+                  for (const requestId of aliases) byRequestId.delete(requestId)
+                }),
+              ),
+              Effect.forkIn(scope),
+            )
           })
 
         const fiber = yield* consume.pipe(
@@ -131,16 +211,60 @@ export class Generations extends Context.Service<
           Effect.forkIn(scope, { startImmediately: true }),
         )
 
+        const detach = (requestId: RequestId) =>
+          Effect.suspend(() => {
+            waiting.delete(requestId)
+            const queue = listeners.get(requestId)
+            if (queue) {
+              listeners.delete(requestId)
+              Queue.endUnsafe(queue)
+            }
+            return waiting.size === 0 && listeners.size === 0 && !ended ? Fiber.interrupt(fiber) : Effect.void
+          })
+
         const generation: Generation = {
           id: newGenerationId(),
+          org: spec.org,
+          provider: spec.adapter.name,
+          model: spec.request.model,
+          isEnded: () => ended,
           outcome,
           attach: (requestId) => {
-            attached.add(requestId)
+            waiting.add(requestId)
           },
-          detach: (requestId) =>
+          names: aliases,
+          isListening: (requestId) => listeners.has(requestId),
+          listen: (requestId, afterId) =>
+            Stream.unwrap(
+              Effect.flatMap(
+                // Room for the whole replay plus the live buffer.
+                Effect.suspend(() =>
+                  Queue.bounded<Frame, SlowListener | Cause.Done>(log.length + listenerBuffer),
+                ),
+                (queue) =>
+                  // Replay and registration in one synchronous step: no emit can fall between them.
+                  Effect.sync(() => {
+                    const replay = log.filter((f) => f.id > afterId)
+                    if (ended) return Stream.fromIterable(replay)
+                    const unsent = Queue.offerAllUnsafe(queue, replay)
+                    if (unsent.length > 0) {
+                      return Stream.fail(new SlowListener({ lastId: afterId }))
+                    }
+                    listeners.set(requestId, queue)
+                    return Stream.fromQueue(queue)
+                  }),
+              ),
+            ),
+          detach,
+          cancelRequest: (requestId) =>
             Effect.suspend(() => {
-              attached.delete(requestId)
-              return attached.size === 0 ? Fiber.interrupt(fiber) : Effect.void
+              const queue = listeners.get(requestId)
+              if (queue) {
+                listeners.delete(requestId)
+                Queue.offerUnsafe(queue, frame(nextId, "cancelled", {}))
+                Queue.endUnsafe(queue)
+              }
+              return detach(requestId)
             }),
           cancel: Fiber.interrupt(fiber),
         }
@@ -151,6 +275,10 @@ export class Generations extends Context.Service<
       return Generations.of({
         start,
         byRequest: (requestId) => Option.fromNullishOr(byRequestId.get(requestId)),
+        alias: (requestId, generation) => {
+          generation.names.push(requestId)
+          byRequestId.set(requestId, generation)
+        },
       })
     }),
   )

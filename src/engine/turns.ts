@@ -1,6 +1,6 @@
 import { Context, Deferred, Effect, Layer } from "effect"
 import { AppConfig } from "../config.ts"
-import type { ChatRequest } from "../domain/chat.ts"
+import type { ChatRequest, CoalesceRole } from "../domain/chat.ts"
 import { TurnResult } from "../domain/chat.ts"
 import {
   ContentTooLarge,
@@ -10,12 +10,13 @@ import {
   type UnknownModel,
   type UnknownProvider,
 } from "../domain/errors.ts"
-import { newRequestId, type OrgId, type ThreadId } from "../domain/ids.ts"
+import { newRequestId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
 import type { ProviderError } from "../domain/provider-errors.ts"
+import type { Message } from "../domain/thread.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
-import { Generations } from "./generations.ts"
+import { type Generation, type GenerationOutcome, Generations } from "./generations.ts"
 
 export interface TurnInput {
   readonly org: OrgId
@@ -23,22 +24,36 @@ export interface TurnInput {
   readonly body: ChatRequest
 }
 
-export type TurnError =
+export type StartError =
   | ContentTooLarge
   | UnknownProvider
   | UnknownModel
   | ProviderNotConfigured
   | ThreadNotFound
-  | RequestCancelled
-  | ProviderError
+
+export type TurnError = StartError | RequestCancelled | ProviderError
+
+/** A turn that is under way: its messages are stored and its generation runs. */
+export interface StartedTurn {
+  readonly requestId: RequestId
+  readonly input: TurnInput
+  readonly coalesce: CoalesceRole
+  readonly userMessage: Message
+  readonly generation: Generation
+  readonly startedAt: number
+  /** Records the request in the request log once it is over (each request exactly once). */
+  readonly record: (outcome: GenerationOutcome | "detached") => void
+}
 
 /**
  * A chat turn: persist the user's message, run a generation for the reply, persist the reply.
- * The pacer (around the upstream call) and the coalescer (around `send`) slot in here.
+ * The pacer (around the upstream call) and the coalescer (around `start`) slot in here.
  */
 export class Turns extends Context.Service<
   Turns,
   {
+    /** Stores the user's message and starts the generation; the caller listens or waits. */
+    readonly start: (input: TurnInput) => Effect.Effect<StartedTurn, StartError>
     /** Waits for the whole reply. Interrupting the caller detaches it from the generation. */
     readonly send: (input: TurnInput) => Effect.Effect<TurnResult, TurnError>
   }
@@ -52,7 +67,7 @@ export class Turns extends Context.Service<
       const generations = yield* Generations
       const requestLog = yield* RequestLog
 
-      const send = Effect.fn("Turns.send")(function* (input: TurnInput) {
+      const start = Effect.fn("Turns.start")(function* (input: TurnInput) {
         const startedAt = performance.now()
         const requestId = newRequestId()
         const { body } = input
@@ -75,6 +90,7 @@ export class Turns extends Context.Service<
           model: body.model,
         })
         const generation = yield* generations.start({
+          org: input.org,
           requestId,
           adapter,
           startedAt,
@@ -87,43 +103,73 @@ export class Turns extends Context.Service<
             maxTokens: body.max_tokens,
           },
         })
-        generation.attach(requestId)
-        const outcome = yield* Deferred.await(generation.outcome).pipe(
-          Effect.onInterrupt(() => generation.detach(requestId)),
+        let recorded = false
+        const record = (outcome: GenerationOutcome | "detached") => {
+          if (recorded) return
+          recorded = true
+          const done = outcome === "detached" ? null : outcome
+          const usage = done?._tag === "Completed" ? done.usage : null
+          requestLog.record({
+            request_id: requestId,
+            org_id: input.org,
+            thread_id: input.threadId,
+            provider: body.provider,
+            model: body.model,
+            coalesce: "leader",
+            status:
+              done === null
+                ? "cancelled"
+                : done._tag === "Completed"
+                  ? "ok"
+                  : done._tag === "Failed"
+                    ? "error"
+                    : "cancelled",
+            error_code: done?._tag === "Failed" ? done.error.code : null,
+            queue_wait_ms: 0,
+            ttft_ms: done?.ttftMs ?? null,
+            latency_ms: done?.latencyMs ?? performance.now() - startedAt,
+            input_tokens: usage?.input_tokens ?? null,
+            output_tokens: usage?.output_tokens ?? null,
+          })
+        }
+        return {
+          requestId,
+          input,
+          coalesce: "leader" as const,
+          userMessage: started.userMessage,
+          generation,
+          startedAt,
+          record,
+        }
+      })
+
+      const send = Effect.fn("Turns.send")(function* (input: TurnInput) {
+        const turn = yield* start(input)
+        turn.generation.attach(turn.requestId)
+        const outcome = yield* Deferred.await(turn.generation.outcome).pipe(
+          Effect.onInterrupt(() => {
+            turn.record("detached")
+            return turn.generation.detach(turn.requestId)
+          }),
         )
-        const usage = outcome._tag === "Completed" ? outcome.usage : null
-        requestLog.record({
-          request_id: requestId,
-          org_id: input.org,
-          thread_id: input.threadId,
-          provider: body.provider,
-          model: body.model,
-          coalesce: "leader",
-          status: outcome._tag === "Completed" ? "ok" : outcome._tag === "Failed" ? "error" : "cancelled",
-          error_code: outcome._tag === "Failed" ? outcome.error.code : null,
-          queue_wait_ms: 0,
-          ttft_ms: outcome.ttftMs,
-          latency_ms: outcome.latencyMs,
-          input_tokens: usage?.input_tokens ?? null,
-          output_tokens: usage?.output_tokens ?? null,
-        })
+        turn.record(outcome)
         if (outcome._tag === "Failed") return yield* Effect.fail(outcome.error)
         if (outcome._tag === "Cancelled") {
-          return yield* new RequestCancelled({ message: `request ${requestId} was cancelled` })
+          return yield* new RequestCancelled({ message: `request ${turn.requestId} was cancelled` })
         }
         return new TurnResult(
           {
-            request_id: requestId,
-            user_message: started.userMessage,
+            request_id: turn.requestId,
+            user_message: turn.userMessage,
             assistant_message: outcome.message,
-            coalesce: "leader",
+            coalesce: turn.coalesce,
             metrics: { queue_wait_ms: 0, ttft_ms: outcome.ttftMs, latency_ms: outcome.latencyMs },
           },
           { disableChecks: true },
         )
       })
 
-      return Turns.of({ send })
+      return Turns.of({ start, send })
     }),
   )
 }

@@ -1,7 +1,7 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import { ChatRequest, TurnResult } from "../domain/chat.ts"
-import { ThreadId } from "../domain/ids.ts"
+import { RequestId, ThreadId } from "../domain/ids.ts"
 import { Thread, ThreadWithMessages } from "../domain/thread.ts"
 import {
   BadGatewayError,
@@ -23,6 +23,11 @@ export const CreateThread = Schema.Struct({
 export const ThreadList = Schema.Struct({ threads: Schema.Array(Thread) })
 
 const threadParams = { thread_id: ThreadId }
+
+/** A reply stream: `text/event-stream` events as described in the README. */
+export const EventStream = Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/event-stream" }))
+
+export const CancelResult = Schema.Struct({ cancelled: Schema.Boolean })
 
 /** Errors a turn can end in: bad input, unknown thread, the pacer's 429 and every upstream failure. */
 const turnErrors = [
@@ -60,11 +65,30 @@ export class ThreadsApi extends HttpApiGroup.make("threads")
       success: ThreadWithMessages,
       error: [BadRequestError, NotFoundError],
     }),
+    // With `Accept: text/event-stream` this answers with the reply stream instead.
     HttpApiEndpoint.post("sendMessage", "/threads/:thread_id/messages", {
       params: threadParams,
       payload: ChatRequest,
-      success: TurnResult,
+      success: [TurnResult, EventStream],
       error: turnErrors,
+    }),
+    HttpApiEndpoint.post("streamMessage", "/threads/:thread_id/messages/stream", {
+      params: threadParams,
+      payload: ChatRequest,
+      success: EventStream,
+      error: turnErrors,
+    }),
+    // Honours `Last-Event-ID`: resumes after that event.
+    HttpApiEndpoint.get("reattach", "/threads/:thread_id/stream/:request_id", {
+      params: { thread_id: ThreadId, request_id: RequestId },
+      success: EventStream,
+      error: [BadRequestError, NotFoundError],
+    }),
+    HttpApiEndpoint.post("cancel", "/threads/cancel/:request_id", {
+      params: { request_id: RequestId },
+      query: { scope: Schema.optional(Schema.Literals(["request", "generation"])) },
+      success: CancelResult,
+      error: [BadRequestError, NotFoundError],
     }),
   )
   .middleware(OrgScope)

@@ -1,9 +1,12 @@
 import { Effect, Option } from "effect"
+import { HttpServerRequest } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "../config.ts"
-import { ThreadNotFound } from "../domain/errors.ts"
+import { RequestNotFound, ThreadNotFound } from "../domain/errors.ts"
+import { newRequestId } from "../domain/ids.ts"
 import { ThreadWithMessages } from "../domain/thread.ts"
+import { Generations } from "../engine/generations.ts"
 import { Turns } from "../engine/turns.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
@@ -12,6 +15,14 @@ import { ThreadsRepo } from "../store/threads-repo.ts"
 import { Api } from "./api.ts"
 import { toApiError, UnavailableError } from "./errors.ts"
 import { CurrentOrg } from "./org.ts"
+import {
+  findGenerationFor,
+  lastEventId,
+  listenStream,
+  sseResponse,
+  storedReplyStream,
+  turnStream,
+} from "./stream.ts"
 
 export const ThreadsHandlers = HttpApiBuilder.group(
   Api,
@@ -20,6 +31,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     const threads = yield* ThreadsRepo
     const messages = yield* MessagesRepo
     const turns = yield* Turns
+    const generations = yield* Generations
 
     return handlers.handleAll({
       createThread: Effect.fn("http.createThread")(function* ({ payload }) {
@@ -41,13 +53,65 @@ export const ThreadsHandlers = HttpApiBuilder.group(
       }),
       sendMessage: Effect.fn("http.sendMessage")(function* ({ params, payload }) {
         const org = yield* CurrentOrg
-        return yield* turns
-          .send({ org, threadId: params.thread_id, body: payload })
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const input = { org, threadId: params.thread_id, body: payload }
+        if (wantsEventStream(request.headers.accept)) {
+          const turn = yield* turns.start(input).pipe(Effect.mapError(toApiError))
+          // A raw response: HttpApi sends an HttpServerResponse as it is.
+          return turnStream(turn) as unknown as string
+        }
+        return yield* turns.send(input).pipe(Effect.mapError(toApiError))
+      }),
+      streamMessage: Effect.fn("http.streamMessage")(function* ({ params, payload }) {
+        const org = yield* CurrentOrg
+        const turn = yield* turns
+          .start({ org, threadId: params.thread_id, body: payload })
           .pipe(Effect.mapError(toApiError))
+        return turnStream(turn) as unknown as string
+      }),
+      reattach: Effect.fn("http.reattach")(function* ({ params }) {
+        const org = yield* CurrentOrg
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const afterId = lastEventId(request.headers["last-event-id"])
+        const live = findGenerationFor(generations.byRequest, org, params.request_id)
+        if (Option.isSome(live)) {
+          const generation = live.value
+          // A reconnect continues its request; a second viewer while it still listens is a new
+          // request following the same generation (with its own id, to cancel on its own).
+          const requestId = generation.isListening(params.request_id) ? newRequestId() : params.request_id
+          if (requestId !== params.request_id) generations.alias(requestId, generation)
+          return sseResponse(
+            listenStream(requestId, generation, "follower", afterId, () => {}),
+          ) as unknown as string
+        }
+        const stored = yield* messages.findAssistantByRequest(org, params.request_id)
+        if (Option.isNone(stored) || stored.value.thread_id !== params.thread_id) {
+          return yield* toApiError(new RequestNotFound({ message: `request ${params.request_id} not found` }))
+        }
+        return storedReplyStream(params.request_id, stored.value, afterId) as unknown as string
+      }),
+      cancel: Effect.fn("http.cancel")(function* ({ params, query }) {
+        const org = yield* CurrentOrg
+        const live = findGenerationFor(generations.byRequest, org, params.request_id)
+        if (Option.isSome(live) && !live.value.isEnded()) {
+          const generation = live.value
+          if (query.scope === "generation") yield* generation.cancel
+          else yield* generation.cancelRequest(params.request_id)
+          return { cancelled: true }
+        }
+        const stored = yield* messages.findAssistantByRequest(org, params.request_id)
+        if (Option.isNone(stored)) {
+          return yield* toApiError(new RequestNotFound({ message: `request ${params.request_id} not found` }))
+        }
+        // Already finished: nothing left to cancel.
+        return { cancelled: false }
       }),
     })
   }),
 )
+
+const wantsEventStream = (accept: string | undefined) =>
+  accept !== undefined && accept.includes("text/event-stream")
 
 export const SystemHandlers = HttpApiBuilder.group(
   Api,

@@ -1,0 +1,137 @@
+import { Deferred, Effect, Exit, Option, Stream } from "effect"
+import { HttpServerResponse } from "effect/http"
+import type { OrgId, RequestId } from "../domain/ids.ts"
+import type { Message } from "../domain/thread.ts"
+import { firstGenerationFrameId, type Generation } from "../engine/generations.ts"
+import { frame, keepaliveBytes } from "../engine/sse-frames.ts"
+import type { StartedTurn } from "../engine/turns.ts"
+
+const keepaliveEvery = "15 seconds"
+
+/** The headers of every reply stream: no caching, no proxy buffering, no compression. */
+export const sseResponse = (body: Stream.Stream<Uint8Array>) =>
+  HttpServerResponse.stream(body, {
+    contentType: "text/event-stream",
+    headers: { "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" },
+  })
+
+const withKeepalive = (body: Stream.Stream<Uint8Array>) =>
+  Stream.merge(body, Stream.tick(keepaliveEvery).pipe(Stream.drop(1), Stream.as(keepaliveBytes)), {
+    haltStrategy: "left",
+  })
+
+/** The request's own first frames: `ping` (before any upstream work) and `meta` (who serves it). */
+const headFrames = (requestId: RequestId, generation: Generation, coalesce: string, afterId: number) =>
+  [
+    frame(0, "ping", {}),
+    frame(1, "meta", {
+      request_id: requestId,
+      generation_id: generation.id,
+      provider: generation.provider,
+      model: generation.model,
+      coalesce,
+    }),
+  ]
+    .filter((f) => f.id > afterId)
+    .map((f) => f.bytes)
+
+const isGenerationTerminal = (type: string | undefined) => type === "done" || type === "error"
+
+/**
+ * One request listening to a generation: its head frames, then the generation's frames after
+ * `afterId`, with keepalives. It ends after a terminal frame; a client hanging up interrupts it,
+ * which detaches the request (and aborts the upstream when it was the last listener).
+ */
+export const listenStream = (
+  requestId: RequestId,
+  generation: Generation,
+  coalesce: string,
+  afterId: number,
+  onEnd: (outcome: Exit.Exit<unknown, unknown> | "detached") => void,
+): Stream.Stream<Uint8Array> => {
+  let lastType: string | undefined
+  let lastId = afterId
+  const frames = generation.listen(requestId, Math.max(afterId, firstGenerationFrameId - 1)).pipe(
+    Stream.map((f) => {
+      lastType = f.type
+      lastId = f.id
+      return f.bytes
+    }),
+    Stream.catchTag("SlowListener", (slow) =>
+      Stream.succeed(
+        frame(slow.lastId + 1, "error", {
+          code: "slow_consumer",
+          message: `this client fell too far behind; reconnect with Last-Event-ID: ${Math.max(slow.lastId, lastId)} to resume`,
+          retryable: true,
+        }).bytes,
+      ),
+    ),
+  )
+  return withKeepalive(
+    Stream.concat(Stream.fromIterable(headFrames(requestId, generation, coalesce, afterId)), frames),
+  ).pipe(
+    Stream.onExit((exit) => {
+      if (Exit.isSuccess(exit) && isGenerationTerminal(lastType)) {
+        return Effect.map(Deferred.await(generation.outcome), (outcome) => onEnd(Exit.succeed(outcome)))
+      }
+      onEnd("detached")
+      return generation.detach(requestId)
+    }),
+  )
+}
+
+/** A fresh streamed turn. */
+export const turnStream = (turn: StartedTurn) =>
+  sseResponse(
+    listenStream(turn.requestId, turn.generation, turn.coalesce, -1, (end) => {
+      if (end !== "detached" && Exit.isSuccess(end)) {
+        turn.record(end.value as Parameters<StartedTurn["record"]>[0])
+      } else {
+        turn.record("detached")
+      }
+    }),
+  )
+
+/**
+ * A finished reply no longer in memory, from the store: the whole text as one `delta`, then its
+ * terminal event. (A client resuming that late should replace what it has, not append.)
+ */
+export const storedReplyStream = (requestId: RequestId, message: Message, afterId: number) => {
+  const frames = [
+    frame(0, "ping", {}),
+    frame(1, "meta", {
+      request_id: requestId,
+      provider: message.provider,
+      model: message.model,
+      coalesce: "leader",
+    }),
+    frame(2, "delta", { text: message.content }),
+    message.status === "complete"
+      ? frame(3, "done", {
+          message_id: message.message_id,
+          finish_reason: message.finish_reason ?? "stop",
+          usage: message.usage,
+          latency_ms: Date.parse(message.updated_at) - Date.parse(message.created_at),
+        })
+      : message.status === "failed"
+        ? frame(3, "error", {
+            code: message.error_code ?? "upstream_error",
+            message: "the reply failed",
+            retryable: false,
+          })
+        : frame(3, "cancelled", {}),
+  ].filter((f) => f.id > afterId || f.id >= 2)
+  return sseResponse(Stream.fromIterable(frames.map((f) => f.bytes)))
+}
+
+/** `Last-Event-ID` as a number, or -1 (everything) when absent or malformed. */
+export const lastEventId = (header: string | undefined) => {
+  const n = header === undefined ? Number.NaN : Number(header)
+  return Number.isInteger(n) && n >= 0 ? n : -1
+}
+
+export const findGenerationFor = (
+  byRequest: (requestId: RequestId) => Option.Option<Generation>,
+  org: OrgId,
+  requestId: RequestId,
+) => Option.filter(byRequest(requestId), (generation) => generation.org === org)
