@@ -110,8 +110,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
   }),
 )
 
-const wantsEventStream = (accept: string | undefined) =>
-  accept !== undefined && accept.includes("text/event-stream")
+const wantsEventStream = (accept: string | undefined) => accept?.includes("text/event-stream") === true
 
 export const SystemHandlers = HttpApiBuilder.group(
   Api,
