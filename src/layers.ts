@@ -1,5 +1,6 @@
 import { Effect, Layer, Logger, References } from "effect"
 import { AppConfig } from "./config.ts"
+import { Coalescer } from "./engine/coalescer.ts"
 import { Generations } from "./engine/generations.ts"
 import { Turns } from "./engine/turns.ts"
 import { HttpServerLive } from "./http/server.ts"
@@ -23,7 +24,7 @@ const Repos = Layer.mergeAll(ThreadsRepo.layer, MessagesRepo.layer, RequestLogRe
 )
 
 const Engine = Turns.layer.pipe(
-  Layer.provideMerge(Layer.mergeAll(Generations.layer, RequestLog.layer, Providers.layer)),
+  Layer.provideMerge(Layer.mergeAll(Generations.layer, RequestLog.layer, Providers.layer, Coalescer.layer)),
   Layer.provideMerge(CrashSweep),
   Layer.provideMerge(Repos),
 )

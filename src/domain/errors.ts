@@ -106,3 +106,13 @@ export class RequestCancelled extends Schema.TaggedError<RequestCancelled>()(
   readonly code = "cancelled"
   readonly status = 409
 }
+
+/** An `Idempotency-Key` reused with a different body. */
+export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>()(
+  "IdempotencyConflict",
+  { message: Schema.String },
+  { httpApiStatus: 409 },
+) {
+  readonly code = "idempotency_conflict"
+  readonly status = 409
+}

@@ -4,6 +4,7 @@ import type { ChatRequest, CoalesceRole } from "../domain/chat.ts"
 import { TurnResult } from "../domain/chat.ts"
 import {
   ContentTooLarge,
+  IdempotencyConflict,
   type ProviderNotConfigured,
   RequestCancelled,
   type ThreadNotFound,
@@ -16,12 +17,19 @@ import type { Message } from "../domain/thread.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
+import { Coalescer, coalesceKey, type LeaderTurn } from "./coalescer.ts"
 import { type Generation, type GenerationOutcome, Generations } from "./generations.ts"
 
 export interface TurnInput {
   readonly org: OrgId
   readonly threadId: ThreadId
   readonly body: ChatRequest
+  /** Waiting for the whole reply, or streaming it (`STREAM_FANOUT_ENABLED=0` stops sharing streams). */
+  readonly mode: "wait" | "stream"
+  /** Same key and body → the same turn; same key, other body → 409. */
+  readonly idempotencyKey?: string | undefined
+  /** `false`: this request never shares an upstream call (the opt-out header). */
+  readonly coalesce?: boolean | undefined
 }
 
 export type StartError =
@@ -30,6 +38,7 @@ export type StartError =
   | UnknownModel
   | ProviderNotConfigured
   | ThreadNotFound
+  | IdempotencyConflict
 
 export type TurnError = StartError | RequestCancelled | ProviderError
 
@@ -66,21 +75,47 @@ export class Turns extends Context.Service<
       const messages = yield* MessagesRepo
       const generations = yield* Generations
       const requestLog = yield* RequestLog
+      const coalescer = yield* Coalescer
 
-      const start = Effect.fn("Turns.start")(function* (input: TurnInput) {
-        const startedAt = performance.now()
-        const requestId = newRequestId()
-        const { body } = input
-        if (body.content.length > config.maxContentChars) {
-          return yield* new ContentTooLarge({
-            message: `content is ${body.content.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
+      const record = (
+        input: TurnInput,
+        requestId: RequestId,
+        coalesce: CoalesceRole,
+        startedAt: number,
+      ): StartedTurn["record"] => {
+        let recorded = false
+        return (outcome) => {
+          if (recorded) return
+          recorded = true
+          const done = outcome === "detached" ? null : outcome
+          const usage = done?._tag === "Completed" && coalesce === "leader" ? done.usage : null
+          requestLog.record({
+            request_id: requestId,
+            org_id: input.org,
+            thread_id: input.threadId,
+            provider: input.body.provider,
+            model: input.body.model,
+            coalesce,
+            status:
+              done === null || done._tag === "Cancelled"
+                ? "cancelled"
+                : done._tag === "Completed"
+                  ? "ok"
+                  : "error",
+            error_code: done?._tag === "Failed" ? done.error.code : null,
+            queue_wait_ms: 0,
+            ttft_ms: done?.ttftMs ?? null,
+            latency_ms: performance.now() - startedAt,
+            input_tokens: usage?.input_tokens ?? null,
+            output_tokens: usage?.output_tokens ?? null,
           })
         }
+      }
+
+      /** Stores the user's message and starts a generation: what a leader (or a bypass) does. */
+      const lead = Effect.fnUntraced(function* (input: TurnInput, requestId: RequestId, startedAt: number) {
+        const { body } = input
         const adapter = yield* providers.resolve(body.provider, body.model)
-        yield* Effect.annotateCurrentSpan({
-          "gen_ai.provider.name": body.provider,
-          "gen_ai.request.model": body.model,
-        })
         const started = yield* messages.startTurn({
           org: input.org,
           threadId: input.threadId,
@@ -103,44 +138,69 @@ export class Turns extends Context.Service<
             maxTokens: body.max_tokens,
           },
         })
-        let recorded = false
-        const record = (outcome: GenerationOutcome | "detached") => {
-          if (recorded) return
-          recorded = true
-          const done = outcome === "detached" ? null : outcome
-          const usage = done?._tag === "Completed" ? done.usage : null
-          requestLog.record({
-            request_id: requestId,
-            org_id: input.org,
-            thread_id: input.threadId,
-            provider: body.provider,
-            model: body.model,
-            coalesce: "leader",
-            status:
-              done === null
-                ? "cancelled"
-                : done._tag === "Completed"
-                  ? "ok"
-                  : done._tag === "Failed"
-                    ? "error"
-                    : "cancelled",
-            error_code: done?._tag === "Failed" ? done.error.code : null,
-            queue_wait_ms: 0,
-            ttft_ms: done?.ttftMs ?? null,
-            latency_ms: done?.latencyMs ?? performance.now() - startedAt,
-            input_tokens: usage?.input_tokens ?? null,
-            output_tokens: usage?.output_tokens ?? null,
+        return { userMessage: started.userMessage, generation }
+      })
+
+      const start = Effect.fn("Turns.start")(function* (input: TurnInput) {
+        const startedAt = performance.now()
+        const requestId = newRequestId()
+        const { body } = input
+        yield* Effect.annotateCurrentSpan({
+          "gen_ai.provider.name": body.provider,
+          "gen_ai.request.model": body.model,
+        })
+        if (body.content.length > config.maxContentChars) {
+          return yield* new ContentTooLarge({
+            message: `content is ${body.content.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
           })
         }
-        return {
+        const started = (coalesce: CoalesceRole, turn: LeaderTurn): StartedTurn => ({
           requestId,
           input,
-          coalesce: "leader" as const,
-          userMessage: started.userMessage,
-          generation,
+          coalesce,
+          userMessage: turn.userMessage,
+          generation: turn.generation,
           startedAt,
-          record,
+          record: record(input, requestId, coalesce, startedAt),
+        })
+
+        const sharable =
+          coalescer.enabled && input.coalesce !== false && (input.mode === "wait" || coalescer.streamFanout)
+        if (!sharable && input.idempotencyKey === undefined) {
+          return started("bypass", yield* lead(input, requestId, startedAt))
         }
+        const bodyKey = coalesceKey(input.org, input.threadId, body)
+        const key =
+          input.idempotencyKey === undefined ? bodyKey : `idempotency:${input.org}:${input.idempotencyKey}`
+        const claim = coalescer.claim<StartError>(key, bodyKey)
+        if (claim._tag === "Follower") {
+          if (claim.lead.bodyKey !== bodyKey) {
+            return yield* new IdempotencyConflict({
+              message: "this Idempotency-Key was used with a different request body",
+            })
+          }
+          yield* providers.resolve(body.provider, body.model)
+          const turn = yield* Deferred.await(claim.lead.turn)
+          generations.alias(requestId, turn.generation)
+          const role = Deferred.isDoneUnsafe(turn.generation.outcome) ? "cache_hit" : "follower"
+          return started(role, turn)
+        }
+        const turn = yield* lead(input, requestId, startedAt).pipe(
+          Effect.tapError((error) => {
+            coalescer.abandon(key)
+            return Deferred.fail(claim.lead.turn, error)
+          }),
+          Effect.onInterrupt(() => {
+            coalescer.abandon(key)
+            return Deferred.interrupt(claim.lead.turn)
+          }),
+        )
+        yield* Deferred.succeed(claim.lead.turn, turn)
+        yield* Deferred.await(turn.generation.outcome).pipe(
+          Effect.flatMap((outcome) => coalescer.settle(key, outcome._tag)),
+          Effect.forkDetach,
+        )
+        return started(input.idempotencyKey !== undefined && !sharable ? "bypass" : "leader", turn)
       })
 
       const send = Effect.fn("Turns.send")(function* (input: TurnInput) {

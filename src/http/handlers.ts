@@ -3,11 +3,12 @@ import { HttpServerRequest } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "../config.ts"
+import type { ChatRequest } from "../domain/chat.ts"
 import { RequestNotFound, ThreadNotFound } from "../domain/errors.ts"
-import { newRequestId } from "../domain/ids.ts"
+import { newRequestId, type OrgId, type ThreadId } from "../domain/ids.ts"
 import { ThreadWithMessages } from "../domain/thread.ts"
 import { Generations } from "../engine/generations.ts"
-import { Turns } from "../engine/turns.ts"
+import { type TurnInput, Turns } from "../engine/turns.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import { describeStore } from "../store/sql.ts"
@@ -54,8 +55,9 @@ export const ThreadsHandlers = HttpApiBuilder.group(
       sendMessage: Effect.fn("http.sendMessage")(function* ({ params, payload }) {
         const org = yield* CurrentOrg
         const request = yield* HttpServerRequest.HttpServerRequest
-        const input = { org, threadId: params.thread_id, body: payload }
-        if (wantsEventStream(request.headers.accept)) {
+        const stream = wantsEventStream(request.headers.accept)
+        const input = turnInput(request.headers, org, params.thread_id, payload, stream ? "stream" : "wait")
+        if (stream) {
           const turn = yield* turns.start(input).pipe(Effect.mapError(toApiError))
           // A raw response: HttpApi sends an HttpServerResponse as it is.
           return turnStream(turn) as unknown as string
@@ -64,9 +66,9 @@ export const ThreadsHandlers = HttpApiBuilder.group(
       }),
       streamMessage: Effect.fn("http.streamMessage")(function* ({ params, payload }) {
         const org = yield* CurrentOrg
-        const turn = yield* turns
-          .start({ org, threadId: params.thread_id, body: payload })
-          .pipe(Effect.mapError(toApiError))
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const input = turnInput(request.headers, org, params.thread_id, payload, "stream")
+        const turn = yield* turns.start(input).pipe(Effect.mapError(toApiError))
         return turnStream(turn) as unknown as string
       }),
       reattach: Effect.fn("http.reattach")(function* ({ params }) {
@@ -109,6 +111,25 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     })
   }),
 )
+
+/**
+ * A turn as the headers shape it: `Idempotency-Key` (same key and body → the same turn) and
+ * `x-dac-coalesce: off` (never share an upstream call with identical requests).
+ */
+const turnInput = (
+  headers: Readonly<Record<string, string | undefined>>,
+  org: OrgId,
+  threadId: ThreadId,
+  body: ChatRequest,
+  mode: TurnInput["mode"],
+): TurnInput => ({
+  org,
+  threadId,
+  body,
+  mode,
+  idempotencyKey: headers["idempotency-key"] || undefined,
+  coalesce: headers["x-dac-coalesce"]?.toLowerCase() !== "off",
+})
 
 const wantsEventStream = (accept: string | undefined) => accept?.includes("text/event-stream") === true
 

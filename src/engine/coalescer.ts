@@ -1,0 +1,104 @@
+import { Context, Deferred, Effect, Layer } from "effect"
+import { AppConfig } from "../config.ts"
+import type { ChatRequest } from "../domain/chat.ts"
+import type { OrgId, ThreadId } from "../domain/ids.ts"
+import type { Message } from "../domain/thread.ts"
+import type { Generation } from "./generations.ts"
+
+/** What followers share with the leader: the stored user message and the running generation. */
+export interface LeaderTurn {
+  readonly userMessage: Message
+  readonly generation: Generation
+}
+
+/** A key's leader: pending until its turn is stored and its generation started (or it failed to). */
+export interface Lead<E> {
+  readonly turn: Deferred.Deferred<LeaderTurn, E>
+  /** The coalescing key of the body, to tell a reused Idempotency-Key with another body. */
+  readonly bodyKey: string
+}
+
+export type Claim<E> =
+  | { readonly _tag: "Leader"; readonly lead: Lead<E> }
+  | { readonly _tag: "Follower"; readonly lead: Lead<E> }
+
+/**
+ * The key of a turn: who asks, in which thread, what, of which model and with which parameters.
+ * Not the history: the thread id stands for it (two identical turns on one thread coalesce).
+ */
+export const coalesceKey = (org: OrgId, threadId: ThreadId, body: ChatRequest) =>
+  JSON.stringify([
+    org,
+    threadId,
+    body.content,
+    body.provider,
+    body.model,
+    body.temperature ?? null,
+    body.max_tokens ?? null,
+  ])
+
+/**
+ * Leader/follower bookkeeping. `claim` is synchronous, so of N identical requests arriving together
+ * exactly one leads. A led turn stays claimable while it runs, then for the result TTL after it
+ * completed (a duplicate gets the same turn) or the error TTL after it failed (the failure is
+ * shared, not retried into a failing upstream); a cancelled one is forgotten at once.
+ */
+export class Coalescer extends Context.Service<
+  Coalescer,
+  {
+    readonly enabled: boolean
+    readonly streamFanout: boolean
+    readonly claim: <E>(key: string, bodyKey: string) => Claim<E>
+    /** The leader could not start (bad thread, …): forget the key so the next request leads. */
+    readonly abandon: (key: string) => void
+    /** The leader's generation ended: keep the key for the TTL that fits the outcome. */
+    readonly settle: (key: string, outcome: "Completed" | "Failed" | "Cancelled") => Effect.Effect<void>
+  }
+>()("dac/engine/Coalescer") {
+  static readonly layer = Layer.effect(
+    Coalescer,
+    Effect.gen(function* () {
+      const config = yield* AppConfig
+      const scope = yield* Effect.scope
+      // Any E: the map holds leads of one error type per caller (Turns), erased here.
+      const leads = new Map<string, Lead<unknown>>()
+
+      const claim = <E>(key: string, bodyKey: string): Claim<E> => {
+        const existing = leads.get(key) as Lead<E> | undefined
+        if (existing) return { _tag: "Follower", lead: existing }
+        const lead: Lead<E> = { turn: Deferred.makeUnsafe<LeaderTurn, E>(), bodyKey }
+        leads.set(key, lead as Lead<unknown>)
+        return { _tag: "Leader", lead }
+      }
+
+      const forgetAfter = (key: string, ms: number) =>
+        ms <= 0
+          ? Effect.sync(() => leads.delete(key))
+          : Effect.sleep(ms).pipe(
+              Effect.andThen(Effect.sync(() => leads.delete(key))),
+              Effect.forkIn(scope),
+              Effect.asVoid,
+            )
+
+      return Coalescer.of({
+        enabled: config.coalesceEnabled,
+        streamFanout: config.streamFanoutEnabled,
+        claim,
+        abandon: (key) => {
+          leads.delete(key)
+        },
+        settle: (key, outcome) =>
+          Effect.asVoid(
+            forgetAfter(
+              key,
+              outcome === "Completed"
+                ? config.coalesceResultTtlMs
+                : outcome === "Failed"
+                  ? config.coalesceErrorTtlMs
+                  : 0,
+            ),
+          ),
+      })
+    }),
+  )
+}
