@@ -56,6 +56,7 @@ export interface AppConfigShape {
   readonly streamFanoutEnabled: boolean
   readonly coalesceErrorTtlMs: number
   readonly coalesceResultTtlMs: number
+  readonly pacerMaxWaitMs: number
   readonly providers: Readonly<Record<ProviderName, ProviderSettings>>
   readonly upstream: UpstreamTimeouts
   readonly mock: MockSettings
@@ -116,6 +117,7 @@ export const appConfig = Config.all({
   streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
   coalesceErrorTtlMs: nonNegativeInt("COALESCE_ERROR_TTL_MS", 2_000),
   coalesceResultTtlMs: nonNegativeInt("COALESCE_RESULT_TTL_MS", 10_000),
+  pacerMaxWaitMs: positiveInt("PACER_MAX_WAIT_MS", 30_000),
   providers: Config.all({
     openai: providerConfig("openai"),
     anthropic: providerConfig("anthropic"),

@@ -116,3 +116,13 @@ export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>
   readonly code = "idempotency_conflict"
   readonly status = 409
 }
+
+/** The pacer's wait queue for a provider is full: nothing was stored and nothing sent upstream. */
+export class PacerQueueFull extends Schema.TaggedError<PacerQueueFull>()(
+  "PacerQueueFull",
+  { message: Schema.String, retryAfterMs: Schema.Number },
+  { httpApiStatus: 429 },
+) {
+  readonly code = "rate_limited"
+  readonly status = 429
+}

@@ -4,33 +4,28 @@ import type { ProviderError } from "../domain/provider-errors.ts"
 import type { Message, Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
+import type { Ticket } from "./pacer.ts"
 import { type Frame, frame } from "./sse-frames.ts"
 
+/** Where the time of a request went. */
+export interface Timings {
+  readonly ttftMs: number | null
+  readonly latencyMs: number
+  readonly queueWaitMs: number
+}
+
 /** How a generation ended; the assistant message is already persisted in that state. */
-export type GenerationOutcome =
-  | {
-      readonly _tag: "Completed"
-      readonly message: Message
-      readonly ttftMs: number | null
-      readonly latencyMs: number
-      readonly usage: Usage | null
-    }
-  | {
-      readonly _tag: "Failed"
-      readonly message: Message
-      readonly error: ProviderError
-      readonly ttftMs: number | null
-      readonly latencyMs: number
-    }
-  | {
-      readonly _tag: "Cancelled"
-      readonly message: Message
-      readonly ttftMs: number | null
-      readonly latencyMs: number
-    }
+export type GenerationOutcome = Timings &
+  (
+    | { readonly _tag: "Completed"; readonly message: Message; readonly usage: Usage | null }
+    | { readonly _tag: "Failed"; readonly message: Message; readonly error: ProviderError }
+    | { readonly _tag: "Cancelled"; readonly message: Message }
+  )
 
 export interface GenerationSpec {
   readonly org: OrgId
+  /** The generation's place in its provider's pacer: the upstream call waits for dispatch. */
+  readonly ticket: Ticket
   readonly requestId: RequestId
   readonly adapter: ProviderAdapter
   readonly request: ProviderRequest
@@ -116,6 +111,7 @@ export class Generations extends Context.Service<
         let ended = false
         let text = ""
         let ttftMs: number | null = null
+        let queueWaitMs = 0
         let usage: Usage | null = null
         let finishReason: string | null = null
 
@@ -136,7 +132,7 @@ export class Generations extends Context.Service<
           }
         }
 
-        const consume = spec.adapter.stream(spec.request).pipe(
+        const upstream = spec.adapter.stream(spec.request).pipe(
           Stream.runForEach((event) => {
             switch (event._tag) {
               case "FirstByte":
@@ -155,6 +151,21 @@ export class Generations extends Context.Service<
             return Effect.void
           }),
         )
+        // Waits for the pacer, then calls upstream; the slot goes back however the call ends.
+        const consume = Effect.flatMap(spec.ticket.dispatched, (waited) => {
+          queueWaitMs = waited
+          return upstream.pipe(
+            Effect.onExit((exit) =>
+              Effect.sync(() =>
+                spec.ticket.release(
+                  Exit.isFailure(exit)
+                    ? Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined)
+                    : undefined,
+                ),
+              ),
+            ),
+          )
+        }).pipe(Effect.onInterrupt(() => Effect.sync(spec.ticket.abandon)))
 
         // Runs once however the generation ends (done, failed, interrupted), uninterruptibly, so the
         // assistant message never stays `pending` while the process lives.
@@ -170,7 +181,7 @@ export class Generations extends Context.Service<
                 finishReason: finishReason ?? "stop",
                 errorCode: null,
               })
-              result = { _tag: "Completed", message, ttftMs, latencyMs, usage }
+              result = { _tag: "Completed", message, ttftMs, latencyMs, queueWaitMs, usage }
               emit("done", {
                 message_id: message.message_id,
                 finish_reason: message.finish_reason,
@@ -187,10 +198,10 @@ export class Generations extends Context.Service<
                 errorCode: error?.code ?? null,
               })
               if (error) {
-                result = { _tag: "Failed", message, error, ttftMs, latencyMs }
+                result = { _tag: "Failed", message, error, ttftMs, latencyMs, queueWaitMs }
                 emit("error", { code: error.code, message: error.message, retryable: error.retryable })
               } else {
-                result = { _tag: "Cancelled", message, ttftMs, latencyMs }
+                result = { _tag: "Cancelled", message, ttftMs, latencyMs, queueWaitMs }
                 emit("cancelled", {})
               }
             }

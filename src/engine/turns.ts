@@ -5,6 +5,7 @@ import { TurnResult } from "../domain/chat.ts"
 import {
   ContentTooLarge,
   IdempotencyConflict,
+  type PacerQueueFull,
   type ProviderNotConfigured,
   RequestCancelled,
   type ThreadNotFound,
@@ -19,6 +20,7 @@ import { MessagesRepo } from "../store/messages-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
 import { Coalescer, coalesceKey, type LeaderTurn } from "./coalescer.ts"
 import { type Generation, type GenerationOutcome, Generations } from "./generations.ts"
+import { Pacer } from "./pacer.ts"
 
 export interface TurnInput {
   readonly org: OrgId
@@ -39,6 +41,7 @@ export type StartError =
   | ProviderNotConfigured
   | ThreadNotFound
   | IdempotencyConflict
+  | PacerQueueFull
 
 export type TurnError = StartError | RequestCancelled | ProviderError
 
@@ -76,6 +79,7 @@ export class Turns extends Context.Service<
       const generations = yield* Generations
       const requestLog = yield* RequestLog
       const coalescer = yield* Coalescer
+      const pacer = yield* Pacer
 
       const record = (
         input: TurnInput,
@@ -103,7 +107,7 @@ export class Turns extends Context.Service<
                   ? "ok"
                   : "error",
             error_code: done?._tag === "Failed" ? done.error.code : null,
-            queue_wait_ms: 0,
+            queue_wait_ms: done?.queueWaitMs ?? null,
             ttft_ms: done?.ttftMs ?? null,
             latency_ms: performance.now() - startedAt,
             input_tokens: usage?.input_tokens ?? null,
@@ -116,16 +120,21 @@ export class Turns extends Context.Service<
       const lead = Effect.fnUntraced(function* (input: TurnInput, requestId: RequestId, startedAt: number) {
         const { body } = input
         const adapter = yield* providers.resolve(body.provider, body.model)
-        const started = yield* messages.startTurn({
-          org: input.org,
-          threadId: input.threadId,
-          requestId,
-          content: body.content,
-          provider: body.provider,
-          model: body.model,
-        })
+        // A full queue refuses before anything is stored or sent.
+        const ticket = yield* pacer.enqueue(adapter.name, input.org)
+        const started = yield* messages
+          .startTurn({
+            org: input.org,
+            threadId: input.threadId,
+            requestId,
+            content: body.content,
+            provider: body.provider,
+            model: body.model,
+          })
+          .pipe(Effect.onError(() => Effect.sync(ticket.abandon)))
         const generation = yield* generations.start({
           org: input.org,
+          ticket,
           requestId,
           adapter,
           startedAt,
@@ -223,7 +232,11 @@ export class Turns extends Context.Service<
             user_message: turn.userMessage,
             assistant_message: outcome.message,
             coalesce: turn.coalesce,
-            metrics: { queue_wait_ms: 0, ttft_ms: outcome.ttftMs, latency_ms: outcome.latencyMs },
+            metrics: {
+              queue_wait_ms: outcome.queueWaitMs,
+              ttft_ms: outcome.ttftMs,
+              latency_ms: outcome.latencyMs,
+            },
           },
           { disableChecks: true },
         )

@@ -1,10 +1,10 @@
 import { Effect, Option } from "effect"
-import { HttpServerRequest } from "effect/http"
+import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
-import { RequestNotFound, ThreadNotFound } from "../domain/errors.ts"
+import { type PacerQueueFull, RequestNotFound, ThreadNotFound } from "../domain/errors.ts"
 import { newRequestId, type OrgId, type ThreadId } from "../domain/ids.ts"
 import { ThreadWithMessages } from "../domain/thread.ts"
 import { Generations } from "../engine/generations.ts"
@@ -58,18 +58,24 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         const stream = wantsEventStream(request.headers.accept)
         const input = turnInput(request.headers, org, params.thread_id, payload, stream ? "stream" : "wait")
         if (stream) {
-          const turn = yield* turns.start(input).pipe(Effect.mapError(toApiError))
-          // A raw response: HttpApi sends an HttpServerResponse as it is.
-          return turnStream(turn) as unknown as string
+          return yield* turns.start(input).pipe(
+            // A raw response: HttpApi sends an HttpServerResponse as it is.
+            Effect.map((turn) => turnStream(turn) as unknown as string),
+            withRetryAfter,
+            Effect.mapError(toApiError),
+          )
         }
-        return yield* turns.send(input).pipe(Effect.mapError(toApiError))
+        return yield* turns.send(input).pipe(withRetryAfter, Effect.mapError(toApiError))
       }),
       streamMessage: Effect.fn("http.streamMessage")(function* ({ params, payload }) {
         const org = yield* CurrentOrg
         const request = yield* HttpServerRequest.HttpServerRequest
         const input = turnInput(request.headers, org, params.thread_id, payload, "stream")
-        const turn = yield* turns.start(input).pipe(Effect.mapError(toApiError))
-        return turnStream(turn) as unknown as string
+        return yield* turns.start(input).pipe(
+          Effect.map((turn) => turnStream(turn) as unknown as string),
+          withRetryAfter,
+          Effect.mapError(toApiError),
+        )
       }),
       reattach: Effect.fn("http.reattach")(function* ({ params }) {
         const org = yield* CurrentOrg
@@ -130,6 +136,17 @@ const turnInput = (
   idempotencyKey: headers["idempotency-key"] || undefined,
   coalesce: headers["x-dac-coalesce"]?.toLowerCase() !== "off",
 })
+
+/** The pacer's 429 carries `retry-after` (seconds), which an error body alone cannot. */
+const withRetryAfter = <A, E, R>(effect: Effect.Effect<A, E | PacerQueueFull, R>): Effect.Effect<A, E, R> =>
+  Effect.catchTag(effect as Effect.Effect<A, PacerQueueFull, R>, "PacerQueueFull", (error) =>
+    Effect.succeed(
+      HttpServerResponse.jsonUnsafe(
+        { error: { code: error.code, message: error.message, retryable: true } },
+        { status: 429, headers: { "retry-after": String(Math.ceil(error.retryAfterMs / 1000)) } },
+      ) as unknown as A,
+    ),
+  ) as Effect.Effect<A, E, R>
 
 const wantsEventStream = (accept: string | undefined) => accept?.includes("text/event-stream") === true
 

@@ -2,6 +2,7 @@ import { type Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream } fro
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { newRequestId, type OrgId } from "../../src/domain/ids.ts"
 import { firstGenerationFrameId, Generations, listenerBuffer } from "../../src/engine/generations.ts"
+import { unpacedTicket } from "../../src/engine/pacer.ts"
 import { makeMockProvider } from "../../src/providers/mock.ts"
 import { MessagesRepo } from "../../src/store/messages-repo.ts"
 import { ThreadsRepo } from "../../src/store/threads-repo.ts"
@@ -43,6 +44,7 @@ describe("a listener that falls behind", () => {
         const generations = yield* Generations
         const generation = yield* generations.start({
           org,
+          ticket: unpacedTicket,
           requestId,
           adapter,
           startedAt: performance.now(),

@@ -1,0 +1,182 @@
+import { Context, Deferred, Effect, Layer } from "effect"
+import { AppConfig, type ProviderName, providerNames } from "../config.ts"
+import { PacerQueueFull } from "../domain/errors.ts"
+import { Overloaded, type ProviderError } from "../domain/provider-errors.ts"
+import { FairQueue } from "./fair-queue.ts"
+import { makeBucket, msUntilToken, type TokenBucket, tryTake } from "./token-bucket.ts"
+
+/** A request's place in a provider's pacer: wait for dispatch, then release when done. */
+export interface Ticket {
+  /** Resolves when the request may call upstream, with how long it waited (ms). */
+  readonly dispatched: Effect.Effect<number, Overloaded>
+  /** Gives the slot back; a RateLimited error pauses the provider and halves its concurrency. */
+  readonly release: (error?: ProviderError) => void
+  /** Leaves the queue, or gives the slot back if it was already handed out. */
+  readonly abandon: () => void
+}
+
+export interface PacerState {
+  readonly provider: ProviderName
+  readonly tokens: number
+  readonly inFlight: number
+  readonly queued: number
+  readonly concurrencyLimit: number
+  readonly pausedUntil: number | null
+}
+
+interface Waiter {
+  readonly org: string
+  readonly enqueuedAt: number
+  readonly wake: Deferred.Deferred<void>
+}
+
+interface ProviderPacer {
+  readonly name: ProviderName
+  readonly bucket: TokenBucket
+  readonly maxConcurrency: number
+  readonly maxQueue: number
+  concurrencyLimit: number
+  inFlight: number
+  pausedUntil: number
+  readonly queue: FairQueue<Waiter>
+  timer: ReturnType<typeof setTimeout> | undefined
+}
+
+/** A ticket outside any pacer, dispatched at once: for tests of what runs behind the pacer. */
+export const unpacedTicket: Ticket = { dispatched: Effect.succeed(0), release: () => {}, abandon: () => {} }
+
+/**
+ * Per provider: a token bucket (`<P>_RPS`, `<P>_BURST`) and a concurrency limit
+ * (`<P>_CONCURRENCY`) in front of every upstream call, with a bounded wait queue (`<P>_MAX_QUEUE`,
+ * `PACER_MAX_WAIT_MS`) served round-robin by org. It adapts: a RateLimited answer pauses dispatch
+ * for the provider's retry delay and halves concurrency, which then grows back by one per success.
+ */
+export class Pacer extends Context.Service<
+  Pacer,
+  {
+    /** Takes a place in the queue, or fails at once when it is full. */
+    readonly enqueue: (provider: ProviderName, org: string) => Effect.Effect<Ticket, PacerQueueFull>
+    readonly state: () => ReadonlyArray<PacerState>
+  }
+>()("dac/engine/Pacer") {
+  static readonly layer = Layer.effect(
+    Pacer,
+    Effect.gen(function* () {
+      const config = yield* AppConfig
+      const now = () => performance.now()
+      const pacers = new Map<ProviderName, ProviderPacer>()
+      for (const name of providerNames) {
+        const settings = config.providers[name]
+        pacers.set(name, {
+          name,
+          bucket: makeBucket(settings.rps, settings.burst, now()),
+          maxConcurrency: settings.concurrency,
+          maxQueue: settings.maxQueue,
+          concurrencyLimit: settings.concurrency,
+          inFlight: 0,
+          pausedUntil: 0,
+          queue: new FairQueue<Waiter>(),
+          timer: undefined,
+        })
+      }
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          for (const pacer of pacers.values()) if (pacer.timer) clearTimeout(pacer.timer)
+        }),
+      )
+
+      // Hands out slots while the bucket, the concurrency limit and any pause allow; otherwise
+      // sleeps until the moment the next slot can exist.
+      const dispatch = (pacer: ProviderPacer) => {
+        while (pacer.queue.size > 0 && pacer.inFlight < pacer.concurrencyLimit) {
+          const t = now()
+          const wait = Math.max(pacer.pausedUntil - t, msUntilToken(pacer.bucket, t))
+          if (wait > 0) {
+            if (pacer.timer === undefined) {
+              pacer.timer = setTimeout(() => {
+                pacer.timer = undefined
+                dispatch(pacer)
+              }, Math.ceil(wait))
+            }
+            return
+          }
+          tryTake(pacer.bucket, t)
+          const waiter = pacer.queue.shift()!
+          pacer.inFlight++
+          Deferred.doneUnsafe(waiter.wake, Effect.void)
+        }
+      }
+
+      const enqueue = (provider: ProviderName, org: string) =>
+        Effect.suspend(() => {
+          const pacer = pacers.get(provider)!
+          if (
+            pacer.queue.size >= pacer.maxQueue &&
+            !(pacer.queue.size === 0 && pacer.inFlight < pacer.concurrencyLimit)
+          ) {
+            const retryAfterMs = Math.max(
+              1000,
+              pacer.pausedUntil - now(),
+              (pacer.queue.size / pacer.bucket.ratePerSecond) * 1000,
+            )
+            return Effect.fail(
+              new PacerQueueFull({
+                message: `too many requests queued for provider ${provider} (${pacer.queue.size}, ${provider.toUpperCase()}_MAX_QUEUE=${pacer.maxQueue}); retry later`,
+                retryAfterMs,
+              }),
+            )
+          }
+          const waiter: Waiter = { org, enqueuedAt: now(), wake: Deferred.makeUnsafe<void>() }
+          pacer.queue.push(org, waiter)
+          let released = false
+          const release = (error?: ProviderError) => {
+            if (released) return
+            released = true
+            pacer.inFlight--
+            if (error?._tag === "RateLimited") {
+              pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + (error.retryAfterMs ?? 1000))
+              pacer.concurrencyLimit = Math.max(1, Math.floor(pacer.concurrencyLimit / 2))
+            } else if (error === undefined && pacer.concurrencyLimit < pacer.maxConcurrency) {
+              pacer.concurrencyLimit++
+            }
+            dispatch(pacer)
+          }
+          const abandon = () => {
+            if (pacer.queue.remove(org, waiter)) released = true
+            else release()
+          }
+          const dispatched = Deferred.await(waiter.wake).pipe(
+            Effect.map(() => now() - waiter.enqueuedAt),
+            Effect.timeoutOrElse({
+              duration: config.pacerMaxWaitMs,
+              orElse: () => {
+                abandon()
+                return Effect.fail(
+                  new Overloaded({
+                    provider,
+                    message: `waited over ${config.pacerMaxWaitMs} ms (PACER_MAX_WAIT_MS) for provider ${provider}`,
+                  }),
+                )
+              },
+            }),
+            // Leaving the queue early (client gone) must not leak the slot it may just have got.
+            Effect.onInterrupt(() => Effect.sync(abandon)),
+          )
+          dispatch(pacer)
+          return Effect.succeed<Ticket>({ dispatched, release, abandon })
+        })
+
+      const state = () =>
+        [...pacers.values()].map((pacer) => ({
+          provider: pacer.name,
+          tokens: Math.floor(pacer.bucket.tokens * 100) / 100,
+          inFlight: pacer.inFlight,
+          queued: pacer.queue.size,
+          concurrencyLimit: pacer.concurrencyLimit,
+          pausedUntil: pacer.pausedUntil > now() ? Date.now() + (pacer.pausedUntil - now()) : null,
+        }))
+
+      return Pacer.of({ enqueue, state })
+    }),
+  )
+}
