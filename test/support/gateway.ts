@@ -66,6 +66,7 @@ export const api = (baseUrl: string, org: string | undefined) => {
     return { status: response.status, headers: response.headers, text, json: json as any }
   }
   return {
+    org,
     get: (path: string, headers?: Record<string, string>) => request("GET", path, undefined, headers),
     post: (path: string, body?: unknown, headers?: Record<string, string>) =>
       request("POST", path, body, headers),

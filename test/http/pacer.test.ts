@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
+
+let gateway: RunningGateway
+
+beforeAll(async () => {
+  gateway = await startGateway({
+    MOCK_CONCURRENCY: "1",
+    MOCK_MAX_QUEUE: "2",
+    MOCK_TTFT_MS: "1",
+    MOCK_TOKENS: "3",
+    MOCK_TOKEN_INTERVAL_MS: "1",
+  })
+})
+afterAll(() => gateway?.close())
+
+const turn = (content: string, model = "faststream-ttft") => ({
+  role: "user",
+  content,
+  provider: "mock",
+  model,
+})
+
+describe("the pacer behind the API", () => {
+  it("answers 429 with retry-after when the provider's queue is full, storing nothing", async () => {
+    const org = `org-${crypto.randomUUID()}`
+    const c = api(gateway.baseUrl, org)
+    const threadId = (await c.post("/api/threads", {})).json.thread_id
+    // One never-ending reply holds the only slot; two more wait; the next is refused.
+    const holders = [0, 1, 2].map((i) => {
+      const controller = new AbortController()
+      const done = fetch(`${gateway.baseUrl}/api/threads/${threadId}/messages`, {
+        method: "POST",
+        headers: { "x-org-id": org, "content-type": "application/json", "x-dac-coalesce": "off" },
+        body: JSON.stringify(turn(`hold ${i}`, "never-ending")),
+        signal: controller.signal,
+      }).catch(() => undefined)
+      return { controller, done }
+    })
+    for (let i = 0; i < 100; i++) {
+      const messages = (await c.get(`/api/threads/${threadId}`)).json.messages
+      if (messages.length === 6) break
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const refused = await c.post(`/api/threads/${threadId}/messages`, turn("one too many"), {
+      "x-dac-coalesce": "off",
+    })
+    expect(refused.status).toBe(429)
+    expect(refused.json.error.code).toBe("rate_limited")
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+    const messages = (await c.get(`/api/threads/${threadId}`)).json.messages
+    expect(messages.some((m: { content: string }) => m.content === "one too many")).toBe(false)
+
+    for (const holder of holders) holder.controller.abort()
+    await Promise.all(holders.map((h) => h.done))
+    // Every slot and place came back: a new request runs.
+    let after = await c.post(`/api/threads/${threadId}/messages`, turn("after"))
+    for (let i = 0; i < 50 && after.status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      after = await c.post(`/api/threads/${threadId}/messages`, turn(`after ${i}`))
+    }
+    expect(after.status).toBe(200)
+    expect(after.json.metrics.queue_wait_ms).toBeGreaterThanOrEqual(0)
+  })
+})
