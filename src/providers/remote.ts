@@ -1,5 +1,8 @@
 import type { Effect, Scope } from "effect"
 import type { ProviderName, ProviderSettings, UpstreamTimeouts } from "../config.ts"
+import { makeAnthropicAdapter } from "./anthropic.ts"
+import { makeGeminiAdapter } from "./gemini.ts"
+import { makeOpenAiCompatibleAdapter } from "./openai-compatible.ts"
 import type { ProviderAdapter } from "./provider.ts"
 
 /**
@@ -11,5 +14,11 @@ export type RemoteAdapterFactory = (
   timeouts: UpstreamTimeouts,
 ) => Effect.Effect<ProviderAdapter, never, Scope.Scope>
 
-/** The wire protocol behind each remote provider (filled in by the adapters). */
-export const remoteAdapters: Partial<Record<ProviderName, RemoteAdapterFactory>> = {}
+/** The wire protocol behind each remote provider: one adapter per protocol, bound to each provider's settings. */
+export const remoteAdapters: Partial<Record<ProviderName, RemoteAdapterFactory>> = {
+  openai: makeOpenAiCompatibleAdapter,
+  perplexity: makeOpenAiCompatibleAdapter,
+  openrouter: makeOpenAiCompatibleAdapter,
+  anthropic: makeAnthropicAdapter,
+  gemini: makeGeminiAdapter,
+}

@@ -1,0 +1,255 @@
+import { Cause, Effect, Option, Queue, Redacted, Stream } from "effect"
+import { Pool } from "undici"
+import type { ProviderName, ProviderSettings, UpstreamTimeouts } from "../config.ts"
+import { type ProviderError, Timeout } from "../domain/provider-errors.ts"
+import { errorFromResponse, errorFromTransport, type ResponseHeaders } from "./http-errors.ts"
+import { FirstByte, type ProviderAdapter, type ProviderEvent, type ProviderRequest } from "./provider.ts"
+import { retryBeforeFirstByte } from "./retry.ts"
+
+/**
+ * One pooled keep-alive HTTP client per provider origin, and the bridge from a streamed response
+ * body to a Stream of provider events.
+ *
+ * The bridge works in undici's own callbacks: the first body chunk emits FirstByte before anything
+ * parses it, each chunk goes straight to the adapter's decoder, and one Node timer (refreshed per
+ * chunk, no allocation) enforces the first-byte and idle timeouts. Ending the stream early (the
+ * consumer is interrupted, a decoder fails, a timeout fires) aborts the request, which closes the
+ * socket of a response that was still streaming.
+ */
+
+/** Where a decoder sends what it found; calls after the stream settled are ignored. */
+export interface EventSink {
+  readonly emit: (event: ProviderEvent) => void
+  readonly fail: (error: ProviderError) => void
+}
+
+/**
+ * Turns the body of a 2xx response into events. `onEnd` must emit the `Finish` event or fail:
+ * a body that ends without its finish is a truncated reply.
+ */
+export interface BodyDecoder {
+  readonly onBytes: (bytes: Uint8Array) => void
+  readonly onEnd: () => void
+}
+
+export type MakeDecoder = (sink: EventSink, contentType: string) => BodyDecoder
+
+export interface UpstreamClientOptions {
+  readonly provider: ProviderName
+  /** Origin plus path prefix, without trailing slash: request paths are appended to it. */
+  readonly baseUrl: string
+  readonly timeouts: UpstreamTimeouts
+  /** Sent with every request: authentication, API version. */
+  readonly headers: Readonly<Record<string, string>>
+  /** The API key, cut out of any error message in case the provider echoes it. */
+  readonly secret: string
+  /** Most sockets the pool opens to the origin (HTTP/1.1); HTTP/2 multiplexes over one. */
+  readonly connections: number
+}
+
+export interface UpstreamClient {
+  /** POSTs `body` as JSON to `path` (below the base URL). Lazy: each run sends one request. */
+  readonly stream: (
+    path: string,
+    body: unknown,
+    decoder: MakeDecoder,
+  ) => Stream.Stream<ProviderEvent, ProviderError>
+}
+
+/** An error body longer than this is cut: only its message matters. */
+const maxErrorBodyBytes = 64 * 1024
+
+const contentTypeOf = (headers: ResponseHeaders) => {
+  const value = headers["content-type"]
+  return (typeof value === "string" ? value : (value?.[0] ?? "")).toLowerCase()
+}
+
+export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
+  options: UpstreamClientOptions,
+) {
+  const { provider, timeouts, secret } = options
+  const base = new URL(options.baseUrl)
+  const basePath = base.pathname.replace(/\/+$/, "")
+  const pool = yield* Effect.acquireRelease(
+    Effect.sync(
+      () =>
+        new Pool(base.origin, {
+          connections: options.connections,
+          allowH2: true,
+          connectTimeout: timeouts.connectMs,
+          // The bridge times the first byte and the gaps itself, per phase; undici's timers would race it.
+          headersTimeout: 0,
+          bodyTimeout: 0,
+          keepAliveTimeout: 30_000,
+        }),
+    ),
+    // Closing the scope means shutting down: nothing the pool still carries is worth waiting for.
+    (pool) => Effect.promise(() => pool.destroy()),
+  )
+
+  // Open a connection (and TLS, and HTTP/2 if offered) before the first real request needs it.
+  yield* Effect.forkScoped(
+    Effect.promise(() =>
+      pool
+        .request({ method: "HEAD", path: basePath || "/", headersTimeout: timeouts.firstByteMs })
+        .then(({ body }) => body.dump())
+        .catch(() => undefined),
+    ),
+  )
+
+  const headers = {
+    ...options.headers,
+    "content-type": "application/json",
+    accept: "text/event-stream, application/json",
+    "accept-encoding": "identity",
+  }
+
+  const stream = (path: string, body: unknown, makeDecoder: MakeDecoder) =>
+    Stream.callback<ProviderEvent, ProviderError>((queue) =>
+      Effect.suspend(() => {
+        const abort = new AbortController()
+        let settled = false
+        let completed = false
+        let firstByte = false
+
+        const settle = () => {
+          settled = true
+          clearTimeout(timer)
+        }
+        const sink: EventSink = {
+          emit: (event) => {
+            if (!settled) Queue.offerUnsafe(queue, event)
+          },
+          fail: (error) => {
+            if (settled) return
+            settle()
+            Queue.failCauseUnsafe(queue, Cause.fail(error))
+          },
+        }
+        const onTimeout = () =>
+          sink.fail(
+            firstByte
+              ? new Timeout({
+                  provider,
+                  phase: "idle",
+                  message: `no data from ${provider} for ${timeouts.idleMs} ms`,
+                })
+              : new Timeout({
+                  provider,
+                  phase: "first_byte",
+                  message: `no response from ${provider} within ${timeouts.firstByteMs} ms`,
+                }),
+          )
+        let timer = setTimeout(onTimeout, timeouts.firstByteMs)
+
+        pool
+          .request({
+            method: "POST",
+            path: basePath + path,
+            headers,
+            body: JSON.stringify(body),
+            signal: abort.signal,
+          })
+          .then(
+            (response) => {
+              const responseBody = response.body
+              if (settled) return void responseBody.destroy()
+              responseBody.on("error", (error) => sink.fail(errorFromTransport(provider, error, firstByte)))
+              if (response.statusCode < 200 || response.statusCode >= 300) {
+                const parts: Array<Buffer> = []
+                let size = 0
+                responseBody.on("data", (chunk: Buffer) => {
+                  if (size < maxErrorBodyBytes) parts.push(chunk)
+                  size += chunk.length
+                })
+                responseBody.on("end", () => {
+                  completed = true
+                  const text = Buffer.concat(parts).subarray(0, maxErrorBodyBytes).toString("utf8")
+                  sink.fail(
+                    errorFromResponse(
+                      provider,
+                      response.statusCode,
+                      response.headers,
+                      text,
+                      secret,
+                      Date.now(),
+                    ),
+                  )
+                })
+                return
+              }
+              const decoder = makeDecoder(sink, contentTypeOf(response.headers))
+              responseBody.on("data", (chunk: Buffer) => {
+                if (settled) return
+                if (firstByte) {
+                  timer.refresh()
+                } else {
+                  firstByte = true
+                  Queue.offerUnsafe(queue, FirstByte)
+                  // From here on the timer measures the gaps between chunks.
+                  clearTimeout(timer)
+                  timer = setTimeout(onTimeout, timeouts.idleMs)
+                }
+                decoder.onBytes(chunk)
+              })
+              responseBody.on("end", () => {
+                completed = true
+                if (settled) return
+                decoder.onEnd()
+                if (settled) return
+                settle()
+                Queue.endUnsafe(queue)
+              })
+            },
+            (error) => sink.fail(errorFromTransport(provider, error, false)),
+          )
+
+        return Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            clearTimeout(timer)
+            // A finished response leaves its socket in the pool; anything else is cut off here.
+            if (!completed) abort.abort()
+          }),
+        )
+      }),
+    )
+
+  return { stream } satisfies UpstreamClient
+})
+
+/** What makes one wire protocol: its auth headers, where and what it POSTs, how it reads the reply. */
+export interface HttpAdapterSpec {
+  /** Names the spans: `{span}.make`, `{span}.stream`. */
+  readonly span: string
+  readonly headers: (apiKey: string) => Readonly<Record<string, string>>
+  readonly request: (
+    request: ProviderRequest,
+    provider: ProviderName,
+  ) => { readonly path: string; readonly body: unknown }
+  /** `secret` is the API key, to cut out of error messages. */
+  readonly decoder: (provider: ProviderName, secret: string) => MakeDecoder
+}
+
+/** A RemoteAdapterFactory for one wire protocol: a pooled client, retries before the first byte, a span per call. */
+export const makeHttpAdapter = (spec: HttpAdapterSpec) =>
+  Effect.fn(`${spec.span}.make`)(function* (settings: ProviderSettings, timeouts: UpstreamTimeouts) {
+    const provider = settings.name
+    const secret = Option.match(settings.apiKey, { onNone: () => "", onSome: Redacted.value })
+    const client = yield* makeUpstreamClient({
+      provider,
+      baseUrl: settings.baseUrl,
+      timeouts,
+      headers: spec.headers(secret),
+      secret,
+      connections: settings.concurrency,
+    })
+    const decoder = spec.decoder(provider, secret)
+
+    const stream = (request: ProviderRequest) => {
+      const { path, body } = spec.request(request, provider)
+      return retryBeforeFirstByte(client.stream(path, body, decoder), timeouts).pipe(
+        Stream.withSpan(`${spec.span}.stream`, { attributes: { provider, model: request.model } }),
+      )
+    }
+    return { name: provider, stream } satisfies ProviderAdapter
+  })

@@ -1,0 +1,212 @@
+import { expect } from "vitest"
+import type { Usage } from "../../src/domain/thread.ts"
+import type { FakeProvider } from "../support/fake-upstream.ts"
+import type { Outcome } from "./harness.ts"
+
+/**
+ * What DAC must make of each transcript in ../shared/wire, played by its provider's route.
+ * A reply: its text, finish reason (OpenAI vocabulary) and usage. An error: its typed error, with
+ * the text streamed before it (if any). Error cases assume no retry (maxAttempts 1).
+ */
+export type Expected =
+  | {
+      readonly provider: FakeProvider
+      readonly text: string | RegExp
+      readonly finish: string
+      readonly usage: Usage | null
+    }
+  | {
+      readonly provider: FakeProvider
+      /** Text that reached the client before the failure. */
+      readonly text?: string
+      readonly error: {
+        readonly tag: string
+        readonly code: string
+        readonly status: number
+        readonly retryable: boolean
+        readonly retryAfterMs?: number
+        readonly message: RegExp
+      }
+    }
+
+const rateLimited = {
+  tag: "RateLimited",
+  code: "upstream_rate_limited",
+  status: 503,
+  retryable: true,
+} as const
+const unauthorized = {
+  tag: "Unauthorized",
+  code: "upstream_unauthorized",
+  status: 502,
+  retryable: false,
+} as const
+const badRequest = { tag: "BadRequest", code: "upstream_bad_request", status: 400, retryable: false } as const
+const overloaded = { tag: "Overloaded", code: "upstream_overloaded", status: 503, retryable: true } as const
+const streamFailed = {
+  tag: "StreamFailed",
+  code: "upstream_stream_error",
+  status: 502,
+  retryable: false,
+} as const
+
+export const expectations: Record<string, Expected> = {
+  // OpenAI Chat Completions
+  "openai-chat-stream": {
+    provider: "openai",
+    text: "The capital of the UK is London.",
+    finish: "stop",
+    usage: { input_tokens: 78, output_tokens: 9 },
+  },
+  "openai-chat-stream-2024": {
+    provider: "openai",
+    text: "I'm unable to provide real-time weather updates. To get the current weather in San Francisco, I recommend checking a reliable weather website or a weather app.",
+    finish: "stop",
+    usage: { input_tokens: 14, output_tokens: 30 },
+  },
+  "openai-chat-nonstream": {
+    provider: "openai",
+    text: /^\*\*Holiday Name:\*\* Galaxy Day {2}\n\n\*\*Date:\*\* October 31st[\s\S]{1700,}$/,
+    finish: "stop",
+    usage: { input_tokens: 16, output_tokens: 363 },
+  },
+  "openai-error-401": {
+    provider: "openai",
+    error: { ...unauthorized, message: /^Incorrect API key provided/ },
+  },
+  "openai-error-429-insufficient-quota": {
+    provider: "openai",
+    error: { ...rateLimited, message: /^You exceeded your current quota/ },
+  },
+  "openai-error-429-rate-limit": {
+    provider: "openai",
+    error: { ...rateLimited, retryAfterMs: 1_000, message: /^Rate limit reached for gpt-4o-mini/ },
+  },
+  // The Responses API is not a protocol DAC speaks: the Chat Completions adapter refuses it cleanly.
+  "openai-responses-stream": {
+    provider: "openai",
+    error: { ...streamFailed, message: /expected Chat Completions chunks, got a "response.created" event/ },
+  },
+  "openai-responses-stream-error": {
+    provider: "openai",
+    error: { ...streamFailed, message: /expected Chat Completions chunks, got a "response.created" event/ },
+  },
+
+  // Perplexity: cumulative usage on every chunk, no [DONE]
+  "perplexity-stream": {
+    provider: "perplexity",
+    text: "The current population of **[2][3]",
+    finish: "stop",
+    usage: { input_tokens: 10, output_tokens: 336 },
+  },
+  "perplexity-error-401": {
+    provider: "perplexity",
+    error: { ...unauthorized, message: /^401 Authorization Required$/ },
+  },
+
+  // OpenRouter: keepalive comments, usage chunk with empty choices, errors inside the 200 stream
+  "openrouter-stream": {
+    provider: "openrouter",
+    text: "Hello!",
+    finish: "stop",
+    usage: { input_tokens: 254, output_tokens: 5 },
+  },
+  "openrouter-stream-error": {
+    provider: "openrouter",
+    error: { ...streamFailed, message: /^Token limit reached$/ },
+  },
+  "openrouter-error-429": {
+    provider: "openrouter",
+    error: {
+      ...rateLimited,
+      message: /^Provider returned error: google\/gemini-2.0-flash-exp:free is temporarily/,
+    },
+  },
+
+  // Anthropic Messages
+  "anthropic-messages-stream": {
+    provider: "anthropic",
+    text: "2",
+    finish: "stop",
+    usage: { input_tokens: 20, output_tokens: 5 },
+  },
+  "anthropic-messages-nonstream": {
+    provider: "anthropic",
+    text: "Hello! I'm doing well, thanks for asking. How are you doing today? Is there anything I can help you with?",
+    finish: "stop",
+    usage: { input_tokens: 12, output_tokens: 29 },
+  },
+  "anthropic-messages-stream-error": {
+    provider: "anthropic",
+    text: "Hello",
+    error: { ...overloaded, message: /^Overloaded$/ },
+  },
+  "anthropic-error-400": {
+    provider: "anthropic",
+    error: { ...badRequest, message: /^max_tokens: Field required$/ },
+  },
+  "anthropic-error-401": {
+    provider: "anthropic",
+    error: { ...unauthorized, message: /^invalid x-api-key$/ },
+  },
+  "anthropic-error-429": {
+    provider: "anthropic",
+    error: { ...rateLimited, retryAfterMs: 8_000, message: /^This request would exceed the rate limit/ },
+  },
+  "anthropic-error-529": { provider: "anthropic", error: { ...overloaded, message: /^Overloaded$/ } },
+
+  // Gemini
+  "gemini-stream": {
+    provider: "gemini",
+    text: "The capital of France is Paris.\n",
+    finish: "stop",
+    // Cumulative: the last chunk's counts (13, not the 15 of the earlier chunks), taken once.
+    usage: { input_tokens: 13, output_tokens: 8 },
+  },
+  "gemini-stream-firebase": {
+    provider: "gemini",
+    text: "The capital of Wyoming is **Cheyenne**.\n",
+    finish: "stop",
+    usage: { input_tokens: 7, output_tokens: 10 },
+  },
+  "gemini-nonstream": {
+    provider: "gemini",
+    text: "Google's headquarters, also known as the Googleplex, is located in **Mountain View, California**.\n",
+    finish: "stop",
+    usage: { input_tokens: 7, output_tokens: 22 },
+  },
+  "gemini-error-400-api-key": {
+    provider: "gemini",
+    error: { ...unauthorized, message: /^API key not valid/ },
+  },
+  "gemini-error-404-model": {
+    provider: "gemini",
+    error: { ...badRequest, message: /^models\/gemini-5.0-flash is not found/ },
+  },
+  "gemini-error-429": {
+    provider: "gemini",
+    error: { ...rateLimited, retryAfterMs: 34_400, message: /^You exceeded your current quota/ },
+  },
+  "gemini-error-503": { provider: "gemini", error: { ...overloaded, message: /^The model is overloaded/ } },
+}
+
+/** Checks an outcome against what the transcript should give; whatever carried the bytes. */
+export const expectOutcome = (outcome: Outcome, expected: Expected) => {
+  if ("error" in expected) {
+    expect(outcome.finish).toBeUndefined()
+    expect(outcome.text).toBe(expected.text ?? "")
+    const error = outcome.error
+    expect(error?._tag).toBe(expected.error.tag)
+    expect(error?.code).toBe(expected.error.code)
+    expect(error?.status).toBe(expected.error.status)
+    expect(error?.retryable).toBe(expected.error.retryable)
+    expect(error?.retryAfterMs).toBe(expected.error.retryAfterMs)
+    expect(error?.message).toMatch(expected.error.message)
+    expect(error?.provider).toBe(expected.provider)
+  } else {
+    expect(outcome.error).toBeUndefined()
+    if (typeof expected.text === "string") expect(outcome.text).toBe(expected.text)
+    else expect(outcome.text).toMatch(expected.text)
+    expect(outcome.finish).toEqual({ reason: expected.finish, usage: expected.usage })
+  }
+}
