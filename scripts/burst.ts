@@ -67,7 +67,16 @@ try {
       ),
       "wall ms": wall,
     })
-    console.error(`burst of ${n} done in ${wall.toFixed(0)} ms`)
+    const errorKinds = new Map<string, number>()
+    for (const r of results) {
+      if (r.ok) continue
+      const kind = String(r.json?.error?.code ?? r.json?.error ?? "unknown").slice(0, 80)
+      errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1)
+    }
+    console.error(
+      `burst of ${n} done in ${wall.toFixed(0)} ms`,
+      errorKinds.size > 0 ? Object.fromEntries(errorKinds) : "",
+    )
   }
   console.log(table(rows))
 } finally {
