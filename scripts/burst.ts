@@ -6,10 +6,28 @@
 import { Agent, setGlobalDispatcher } from "undici"
 import { argValue, gatewayFor, percentile, table } from "./harness.ts"
 
-setGlobalDispatcher(new Agent({ connections: null, pipelining: 1, keepAliveTimeout: 30_000 }))
+// One connection per request, as N separate clients would open; patient connects, since one
+// process opens all of them on a 2-core machine.
+setGlobalDispatcher(
+  new Agent({
+    connections: null,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    connectTimeout: 120_000,
+    headersTimeout: 300_000,
+    bodyTimeout: 300_000,
+  }),
+)
 
 const sizes = (argValue("--sizes") ?? "50,1000,10000").split(",").map(Number)
-const gateway = await gatewayFor({ MOCK_TTFT_MS: "200", MOCK_TOKENS: "24", MOCK_TOKEN_INTERVAL_MS: "5" })
+// A result TTL longer than the time a burst of 10,000 takes to arrive here, so late arrivals are
+// cache hits of the same turn rather than new leaders.
+const gateway = await gatewayFor({
+  MOCK_TTFT_MS: "200",
+  MOCK_TOKENS: "24",
+  MOCK_TOKEN_INTERVAL_MS: "5",
+  COALESCE_RESULT_TTL_MS: "120000",
+})
 const org = `burst-${Date.now()}`
 const headers = { "x-org-id": org, "content-type": "application/json" }
 const rows = []
@@ -36,10 +54,15 @@ try {
             headers,
             body,
           })
-          const json: Json = await response.json()
+          const text = await response.text()
+          const json: Json = text === "" ? { error: `HTTP ${response.status} with an empty body` } : JSON.parse(text)
           return { ok: response.status === 200, ms: performance.now() - t0, json }
         } catch (error) {
-          return { ok: false, ms: performance.now() - t0, json: { error: String(error) } as Json }
+          return {
+            ok: false,
+            ms: performance.now() - t0,
+            json: { error: `${error} ${(error as { cause?: { code?: string } }).cause?.code ?? ""}` } as Json,
+          }
         }
       }),
     )

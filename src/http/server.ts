@@ -28,7 +28,10 @@ export const RoutesLive = Layer.unwrap(
 export const HttpServerLive = Layer.unwrap(
   Effect.map(AppConfig, (config) =>
     HttpRouter.serve(RoutesLive, { disableLogger: true }).pipe(
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: config.port, host: config.host })),
+      // A deep accept backlog: a burst of thousands of new connections must not be reset.
+      Layer.provideMerge(
+        NodeHttpServer.layer(createServer, { port: config.port, host: config.host, backlog: 4096 }),
+      ),
     ),
   ),
 )
