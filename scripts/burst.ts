@@ -55,7 +55,8 @@ try {
             body,
           })
           const text = await response.text()
-          const json: Json = text === "" ? { error: `HTTP ${response.status} with an empty body` } : JSON.parse(text)
+          const json: Json =
+            text === "" ? { error: `HTTP ${response.status} with an empty body` } : JSON.parse(text)
           return { ok: response.status === 200, ms: performance.now() - t0, json }
         } catch (error) {
           return {
