@@ -1,8 +1,10 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
 import { expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { afterAll, beforeAll, beforeEach, describe } from "vitest"
 import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
-import { loadTranscript, transcriptNames } from "../support/wire.ts"
+import { loadTranscript, sharedWireDir, transcriptNames, wireDir } from "../support/wire.ts"
 import { expectations, expectOutcome } from "./expectations.ts"
 import { adapterFor, collect, requestFor } from "./harness.ts"
 
@@ -16,6 +18,16 @@ beforeEach(() => fake.reset())
 describe("every wire transcript, through a real HTTP exchange", () => {
   it("has an expectation for each file in ../shared/wire", () => {
     expect(Object.keys(expectations).sort()).toEqual([...transcriptNames()])
+  })
+
+  it.skipIf(!existsSync(sharedWireDir))("uses a copy identical to ../shared/wire", () => {
+    const shared = readdirSync(sharedWireDir).sort()
+    expect(readdirSync(wireDir).sort()).toEqual(shared)
+    for (const file of shared) {
+      expect(readFileSync(join(wireDir, file)).equals(readFileSync(join(sharedWireDir, file))), file).toBe(
+        true,
+      )
+    }
   })
 
   for (const [name, expected] of Object.entries(expectations)) {

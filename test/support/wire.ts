@@ -16,9 +16,15 @@ export interface Transcript {
   readonly body: Uint8Array
 }
 
-/** `DAC_WIRE_DIR` overrides where the transcripts are read from. */
+/**
+ * The transcripts travel with the repository (test/fixtures/wire, a copy of ../shared/wire, which
+ * a test keeps identical) so that a clone alone passes its tests. `DAC_WIRE_DIR` overrides.
+ */
 export const wireDir: string =
-  process.env.DAC_WIRE_DIR ?? fileURLToPath(new URL("../../../shared/wire/", import.meta.url))
+  process.env.DAC_WIRE_DIR ?? fileURLToPath(new URL("../fixtures/wire/", import.meta.url))
+
+/** The shared originals, where a checkout has them beside it. */
+export const sharedWireDir: string = fileURLToPath(new URL("../../../shared/wire/", import.meta.url))
 
 /** Every transcript's name (file name without `.txt`), sorted. */
 export const transcriptNames = (): ReadonlyArray<string> =>
