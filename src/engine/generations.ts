@@ -139,6 +139,9 @@ export class Generations extends Context.Service<
                 ttftMs = performance.now() - spec.startedAt
                 emit("meta", { ttft_ms: ttftMs })
                 break
+              case "RateLimitHint":
+                spec.ticket.pause(event.pauseMs)
+                break
               case "TextDelta":
                 text += event.text
                 emit("delta", { text: event.text })

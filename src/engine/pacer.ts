@@ -13,6 +13,8 @@ export interface Ticket {
   readonly release: (error?: ProviderError) => void
   /** Leaves the queue, or gives the slot back if it was already handed out. */
   readonly abandon: () => void
+  /** The provider said a limit is used up: hold its dispatch for `ms` (concurrency unchanged). */
+  readonly pause: (ms: number) => void
 }
 
 export interface PacerState {
@@ -43,7 +45,12 @@ interface ProviderPacer {
 }
 
 /** A ticket outside any pacer, dispatched at once: for tests of what runs behind the pacer. */
-export const unpacedTicket: Ticket = { dispatched: Effect.succeed(0), release: () => {}, abandon: () => {} }
+export const unpacedTicket: Ticket = {
+  dispatched: Effect.succeed(0),
+  release: () => {},
+  abandon: () => {},
+  pause: () => {},
+}
 
 /**
  * Per provider: a token bucket (`<P>_RPS`, `<P>_BURST`) and a concurrency limit
@@ -163,7 +170,10 @@ export class Pacer extends Context.Service<
             Effect.onInterrupt(() => Effect.sync(abandon)),
           )
           dispatch(pacer)
-          return Effect.succeed<Ticket>({ dispatched, release, abandon })
+          const pause = (ms: number) => {
+            pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + ms)
+          }
+          return Effect.succeed<Ticket>({ dispatched, release, abandon, pause })
         })
 
       const state = () =>

@@ -91,6 +91,45 @@ const retryInfoMs = (details: unknown): number | undefined => {
 }
 
 /**
+ * On a successful answer: how long until a limit that is used up (remaining 0) resets, so the
+ * pacer can hold the next call instead of earning a 429. Undefined while every limit has room.
+ */
+export const exhaustedResetMs = (headers: ResponseHeaders, now: number): number | undefined => {
+  const exhausted = (
+    names: ReadonlyArray<string>,
+    resetOf: (name: string) => string,
+    remainingOf: (name: string) => string,
+    parse: (value: string) => number | undefined,
+  ) => {
+    let longest: number | undefined
+    for (const name of names) {
+      if (header(headers, remainingOf(name))?.trim() !== "0") continue
+      const raw = header(headers, resetOf(name))
+      const ms = raw === undefined ? undefined : parse(raw)
+      if (ms !== undefined && ms > 0) longest = Math.max(longest ?? 0, ms)
+    }
+    return longest
+  }
+  return (
+    exhausted(
+      openAiLimits,
+      (n) => `x-ratelimit-reset-${n}`,
+      (n) => `x-ratelimit-remaining-${n}`,
+      parseDurationMs,
+    ) ??
+    exhausted(
+      anthropicLimits,
+      (n) => `anthropic-ratelimit-${n}-reset`,
+      (n) => `anthropic-ratelimit-${n}-remaining`,
+      (value) => {
+        const at = Date.parse(value)
+        return Number.isNaN(at) ? undefined : at - now
+      },
+    )
+  )
+}
+
+/**
  * The provider's retry hint in milliseconds, most explicit first: `retry-after-ms`, `retry-after`,
  * Gemini's RetryInfo, then the reset time of OpenAI's `x-ratelimit-reset-*` or Anthropic's
  * `anthropic-ratelimit-*-reset` (RFC 3339) headers.

@@ -2,8 +2,19 @@ import { Cause, Effect, Option, Queue, Redacted, Stream } from "effect"
 import { Pool } from "undici"
 import type { ProviderName, ProviderSettings, UpstreamTimeouts } from "../config.ts"
 import { type ProviderError, Timeout } from "../domain/provider-errors.ts"
-import { errorFromResponse, errorFromTransport, type ResponseHeaders } from "./http-errors.ts"
-import { FirstByte, type ProviderAdapter, type ProviderEvent, type ProviderRequest } from "./provider.ts"
+import {
+  errorFromResponse,
+  errorFromTransport,
+  exhaustedResetMs,
+  type ResponseHeaders,
+} from "./http-errors.ts"
+import {
+  FirstByte,
+  type ProviderAdapter,
+  type ProviderEvent,
+  type ProviderRequest,
+  rateLimitHint,
+} from "./provider.ts"
 import { retryBeforeFirstByte } from "./retry.ts"
 
 /**
@@ -179,6 +190,7 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
                 return
               }
               const decoder = makeDecoder(sink, contentTypeOf(response.headers))
+              const pauseMs = exhaustedResetMs(response.headers, Date.now())
               responseBody.on("data", (chunk: Buffer) => {
                 if (settled) return
                 if (firstByte) {
@@ -186,6 +198,7 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
                 } else {
                   firstByte = true
                   Queue.offerUnsafe(queue, FirstByte)
+                  if (pauseMs !== undefined) Queue.offerUnsafe(queue, rateLimitHint(pauseMs))
                   // From here on the timer measures the gaps between chunks.
                   clearTimeout(timer)
                   timer = setTimeout(onTimeout, timeouts.idleMs)

@@ -24,10 +24,13 @@ export interface ProviderRequest {
  */
 export type ProviderEvent =
   | { readonly _tag: "FirstByte" }
+  /** A successful answer said a rate limit is used up: the pacer holds this provider for `pauseMs`. */
+  | { readonly _tag: "RateLimitHint"; readonly pauseMs: number }
   | { readonly _tag: "TextDelta"; readonly text: string }
   | { readonly _tag: "Finish"; readonly reason: string; readonly usage: Usage | null }
 
 export const FirstByte: ProviderEvent = { _tag: "FirstByte" }
+export const rateLimitHint = (pauseMs: number): ProviderEvent => ({ _tag: "RateLimitHint", pauseMs })
 export const textDelta = (text: string): ProviderEvent => ({ _tag: "TextDelta", text })
 export const finish = (reason: string, usage: Usage | null): ProviderEvent => ({
   _tag: "Finish",

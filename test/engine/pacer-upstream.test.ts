@@ -113,4 +113,33 @@ describe("pacing a provider", () => {
     expect(b!.receivedAt - a!.receivedAt).toBeGreaterThanOrEqual(950)
     expect(second.json.metrics.queue_wait_ms).toBeGreaterThan(800)
   })
+
+  it("a successful answer saying a limit is used up holds the next call until it resets", async () => {
+    const threadId = await newThread()
+    const ok = loadTranscript("openai-chat-stream")
+    upstream.on("openai", (_, index) =>
+      index === 0
+        ? {
+            transcript: {
+              ...ok,
+              headers: [
+                ...ok.headers,
+                ["x-ratelimit-remaining-requests", "0"],
+                ["x-ratelimit-reset-requests", "800ms"],
+              ],
+            },
+          }
+        : { transcript: "openai-chat-stream" },
+    )
+    const first = await client().post(`/api/threads/${threadId}/messages`, turn("one"), {
+      "x-dac-coalesce": "off",
+    })
+    expect(first.status).toBe(200)
+    const second = await client().post(`/api/threads/${threadId}/messages`, turn("two"), {
+      "x-dac-coalesce": "off",
+    })
+    expect(second.status).toBe(200)
+    const [a, b] = upstream.calls("openai")
+    expect(b!.receivedAt - a!.receivedAt).toBeGreaterThanOrEqual(750)
+  })
 })
