@@ -100,6 +100,17 @@ export const ReadyStatus = Schema.Struct({
   status: Schema.Literals(["ready"]),
   store: Schema.String,
   providers: Schema.Array(Schema.Struct({ name: Schema.String, configured: Schema.Boolean })),
+  /** Each provider's pacer right now: bucket tokens, calls in flight, requests queued, pause. */
+  pacer: Schema.Array(
+    Schema.Struct({
+      provider: Schema.String,
+      tokens: Schema.Number,
+      inFlight: Schema.Number,
+      queued: Schema.Number,
+      concurrencyLimit: Schema.Number,
+      pausedUntil: Schema.NullOr(Schema.Number),
+    }),
+  ),
 })
 
 export class SystemApi extends HttpApiGroup.make("system", { topLevel: true }).add(

@@ -8,6 +8,7 @@ import { type PacerQueueFull, RequestNotFound, ThreadNotFound } from "../domain/
 import { newRequestId, type OrgId, type ThreadId } from "../domain/ids.ts"
 import { ThreadWithMessages } from "../domain/thread.ts"
 import { Generations } from "../engine/generations.ts"
+import { Pacer } from "../engine/pacer.ts"
 import { type TurnInput, Turns } from "../engine/turns.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
@@ -157,13 +158,19 @@ export const SystemHandlers = HttpApiBuilder.group(
     const sql = yield* SqlClient.SqlClient
     const config = yield* AppConfig
     const providers = yield* Providers
+    const pacer = yield* Pacer
     const store = describeStore(config.databaseUrl)
     return handlers.handleAll({
       health: () => Effect.succeed({ status: "ok" as const }),
       // Migrations run before the server listens, so a reachable database means a migrated one.
       ready: () =>
         sql`SELECT 1`.pipe(
-          Effect.as({ status: "ready" as const, store, providers: providers.status }),
+          Effect.map(() => ({
+            status: "ready" as const,
+            store,
+            providers: providers.status,
+            pacer: pacer.state(),
+          })),
           Effect.mapError(
             (error) =>
               new UnavailableError({

@@ -293,6 +293,11 @@ describe("system endpoints", () => {
     expect(ready.json.status).toBe("ready")
     expect(ready.json.providers).toContainEqual({ name: "mock", configured: true })
     expect(ready.json.providers).toContainEqual({ name: "openai", configured: false })
+    expect(ready.json.pacer.find((p: { provider: string }) => p.provider === "mock")).toMatchObject({
+      inFlight: 0,
+      queued: 0,
+      pausedUntil: null,
+    })
   })
 
   it("/openapi.json describes the API and /docs serves a page", async () => {
