@@ -95,6 +95,43 @@ export class ThreadsApi extends HttpApiGroup.make("threads")
   .prefix("/api")
   .annotateMerge(OpenApi.annotations({ title: "Threads", description: "Chat threads and their turns" })) {}
 
+const TimingPercentiles = Schema.Struct({
+  p50: Schema.NullOr(Schema.Number),
+  p95: Schema.NullOr(Schema.Number),
+  p99: Schema.NullOr(Schema.Number),
+})
+
+export const PerformanceSummary = Schema.Struct({
+  count: Schema.Number,
+  ttft_ms: TimingPercentiles,
+  latency_ms: TimingPercentiles,
+  queue_wait_ms: TimingPercentiles,
+  coalesce: Schema.Struct({
+    leaders: Schema.Number,
+    followers: Schema.Number,
+    cache_hits: Schema.Number,
+    bypass: Schema.Number,
+  }),
+  error_rate: Schema.Number,
+})
+
+/** The org's recent requests, summarised (another org's requests never count). */
+export class MetricsApi extends HttpApiGroup.make("metrics")
+  .add(
+    HttpApiEndpoint.get("performance", "/metrics/performance", {
+      query: {
+        last_n: Schema.optional(
+          Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 10_000 })),
+        ),
+        provider: Schema.optional(Schema.String),
+      },
+      success: PerformanceSummary,
+      error: BadRequestError,
+    }),
+  )
+  .middleware(OrgScope)
+  .prefix("/api") {}
+
 export const HealthStatus = Schema.Struct({ status: Schema.Literal("ok") })
 export const ReadyStatus = Schema.Struct({
   status: Schema.Literals(["ready"]),
@@ -120,6 +157,7 @@ export class SystemApi extends HttpApiGroup.make("system", { topLevel: true }).a
 
 export class Api extends HttpApi.make("dac")
   .add(ThreadsApi)
+  .add(MetricsApi)
   .add(SystemApi)
   // Report every problem of a payload at once, not just the first.
   .annotate(HttpApi.PayloadParseOptions, { errors: "all" })

@@ -14,6 +14,8 @@ import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import { describeStore } from "../store/sql.ts"
 import { ThreadsRepo } from "../store/threads-repo.ts"
+import { summarize } from "../telemetry/performance.ts"
+import { RequestLog } from "../telemetry/request-log.ts"
 import { Api } from "./api.ts"
 import { toApiError, UnavailableError } from "./errors.ts"
 import { CurrentOrg } from "./org.ts"
@@ -150,6 +152,26 @@ const withRetryAfter = <A, E, R>(effect: Effect.Effect<A, E | PacerQueueFull, R>
   ) as Effect.Effect<A, E, R>
 
 const wantsEventStream = (accept: string | undefined) => accept?.includes("text/event-stream") === true
+
+export const MetricsHandlers = HttpApiBuilder.group(
+  Api,
+  "metrics",
+  Effect.fn(function* (handlers) {
+    const requestLog = yield* RequestLog
+    return handlers.handleAll({
+      performance: Effect.fn("http.performance")(function* ({ query }) {
+        const org = yield* CurrentOrg
+        const provider = query.provider
+        return summarize(
+          requestLog.lastN(
+            query.last_n ?? 100,
+            (entry) => entry.org_id === org && (provider === undefined || entry.provider === provider),
+          ),
+        )
+      }),
+    })
+  }),
+)
 
 export const SystemHandlers = HttpApiBuilder.group(
   Api,

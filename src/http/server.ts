@@ -5,7 +5,7 @@ import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { AppConfig } from "../config.ts"
 import { Api } from "./api.ts"
-import { SystemHandlers, ThreadsHandlers } from "./handlers.ts"
+import { MetricsHandlers, SystemHandlers, ThreadsHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
 import { OrgScopeLive } from "./org.ts"
 
@@ -14,7 +14,7 @@ export const RoutesLive = Layer.unwrap(
   Effect.map(AppConfig, (config) =>
     Layer.mergeAll(
       HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-        Layer.provide([ThreadsHandlers, SystemHandlers]),
+        Layer.provide([ThreadsHandlers, MetricsHandlers, SystemHandlers]),
         // The router resolves the middleware when it builds the routes, so it must stay visible.
         Layer.provideMerge(OrgScopeLive),
       ),

@@ -15,8 +15,8 @@ export class RequestLog extends Context.Service<
   RequestLog,
   {
     readonly record: (entry: RequestLogEntry) => void
-    /** The newest `n` entries, newest last. */
-    readonly lastN: (n: number) => ReadonlyArray<RequestLogEntry>
+    /** The newest `n` entries that pass `keep` (all by default), newest last. */
+    readonly lastN: (n: number, keep?: (entry: RequestLogEntry) => boolean) => ReadonlyArray<RequestLogEntry>
     /** Writes what is pending now (also runs on a timer and at shutdown). */
     readonly flush: Effect.Effect<void>
   }
@@ -35,11 +35,14 @@ export class RequestLog extends Context.Service<
         pending.push(entry)
       }
 
-      const lastN = (n: number) => {
-        const count = Math.min(n, written, windowSize)
-        const out: Array<RequestLogEntry> = new Array(count)
-        for (let i = 0; i < count; i++) out[i] = ring[(written - count + i) % windowSize]!
-        return out
+      const lastN = (n: number, keep?: (entry: RequestLogEntry) => boolean) => {
+        const out: Array<RequestLogEntry> = []
+        const oldest = Math.max(0, written - windowSize)
+        for (let i = written - 1; i >= oldest && out.length < n; i--) {
+          const entry = ring[i % windowSize]!
+          if (keep === undefined || keep(entry)) out.push(entry)
+        }
+        return out.reverse()
       }
 
       const flush = Effect.suspend(() => {
