@@ -190,6 +190,7 @@ export class Generations extends Context.Service<
                 finish_reason: message.finish_reason,
                 usage,
                 latency_ms: latencyMs,
+                queue_wait_ms: queueWaitMs,
               })
             } else {
               const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error

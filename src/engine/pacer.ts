@@ -29,6 +29,8 @@ export interface PacerState {
 interface Waiter {
   readonly org: string
   readonly enqueuedAt: number
+  /** The wait ends when the slot is handed out, not when the caller gets round to noticing. */
+  dispatchedAt: number
   readonly wake: Deferred.Deferred<void>
 }
 
@@ -109,6 +111,7 @@ export class Pacer extends Context.Service<
           }
           tryTake(pacer.bucket, t)
           const waiter = pacer.queue.shift()!
+          waiter.dispatchedAt = t
           pacer.inFlight++
           Deferred.doneUnsafe(waiter.wake, Effect.void)
         }
@@ -133,7 +136,12 @@ export class Pacer extends Context.Service<
               }),
             )
           }
-          const waiter: Waiter = { org, enqueuedAt: now(), wake: Deferred.makeUnsafe<void>() }
+          const waiter: Waiter = {
+            org,
+            enqueuedAt: now(),
+            dispatchedAt: 0,
+            wake: Deferred.makeUnsafe<void>(),
+          }
           pacer.queue.push(org, waiter)
           let released = false
           const release = (error?: ProviderError) => {
@@ -153,7 +161,7 @@ export class Pacer extends Context.Service<
             else release()
           }
           const dispatched = Deferred.await(waiter.wake).pipe(
-            Effect.map(() => now() - waiter.enqueuedAt),
+            Effect.map(() => waiter.dispatchedAt - waiter.enqueuedAt),
             Effect.timeoutOrElse({
               duration: config.pacerMaxWaitMs,
               orElse: () => {
