@@ -8,6 +8,7 @@ import { Api } from "./api.ts"
 import { MetricsHandlers, SystemHandlers, ThreadsHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
 import { OrgScopeLive } from "./org.ts"
+import { PrometheusRoute } from "./prometheus.ts"
 
 /** Every route: the HttpApi (with `/openapi.json`), the docs page, and the error middleware. */
 export const RoutesLive = Layer.unwrap(
@@ -19,6 +20,7 @@ export const RoutesLive = Layer.unwrap(
         Layer.provideMerge(OrgScopeLive),
       ),
       HttpApiScalar.layer(Api, { path: "/docs" }),
+      PrometheusRoute,
       errorMiddleware(config.maxBodyBytes),
     ),
   ),

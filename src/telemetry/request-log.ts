@@ -1,5 +1,6 @@
 import { Context, Effect, Layer, Schedule } from "effect"
 import { type RequestLogEntry, RequestLogRepo } from "../store/request-log-repo.ts"
+import { recordRequestMetrics } from "./metrics.ts"
 
 /** How many finished requests the in-memory window keeps for the performance summary. */
 const windowSize = 10_000
@@ -25,11 +26,13 @@ export class RequestLog extends Context.Service<
     RequestLog,
     Effect.gen(function* () {
       const repo = yield* RequestLogRepo
+      const context = yield* Effect.context<never>()
       const ring: Array<RequestLogEntry | undefined> = new Array(windowSize)
       let written = 0
       let pending: Array<RequestLogEntry> = []
 
       const record = (entry: RequestLogEntry) => {
+        recordRequestMetrics(entry, context)
         ring[written % windowSize] = entry
         written++
         pending.push(entry)
