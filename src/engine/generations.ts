@@ -185,6 +185,7 @@ export class Generations extends Context.Service<
                 errorCode: null,
               })
               result = { _tag: "Completed", message, ttftMs, latencyMs, queueWaitMs, usage }
+              yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
               emit("done", {
                 message_id: message.message_id,
                 finish_reason: message.finish_reason,
@@ -202,6 +203,11 @@ export class Generations extends Context.Service<
                 errorCode: error?.code ?? null,
               })
               if (error) {
+                yield* Effect.logWarning("upstream failed", {
+                  provider: spec.adapter.name,
+                  code: error.code,
+                  error: error.message,
+                })
                 result = { _tag: "Failed", message, error, ttftMs, latencyMs, queueWaitMs }
                 emit("error", { code: error.code, message: error.message, retryable: error.retryable })
               } else {

@@ -150,9 +150,8 @@ export class Turns extends Context.Service<
         return { userMessage: started.userMessage, generation }
       })
 
-      const start = Effect.fn("Turns.start")(function* (input: TurnInput) {
+      const startAs = Effect.fn("Turns.start")(function* (input: TurnInput, requestId: RequestId) {
         const startedAt = performance.now()
-        const requestId = newRequestId()
         const { body } = input
         yield* Effect.annotateCurrentSpan({
           "gen_ai.provider.name": body.provider,
@@ -211,6 +210,15 @@ export class Turns extends Context.Service<
         )
         return started(input.idempotencyKey !== undefined && !sharable ? "bypass" : "leader", turn)
       })
+
+      // Every log line of the request, and of the generation it forks, names the request.
+      const start = (input: TurnInput) =>
+        Effect.suspend(() => {
+          const requestId = newRequestId()
+          return startAs(input, requestId).pipe(
+            Effect.annotateLogs({ request_id: requestId, org_id: input.org }),
+          )
+        })
 
       const send = Effect.fn("Turns.send")(function* (input: TurnInput) {
         const turn = yield* start(input)
