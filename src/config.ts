@@ -43,6 +43,15 @@ export interface MockSettings {
   readonly tokenIntervalMs: number
 }
 
+/** The standard OpenTelemetry variables DAC reads; no endpoint, no export (and no cost). */
+export interface OtelSettings {
+  readonly endpoint: Option.Option<string>
+  readonly protocol: "http/protobuf" | "http/json"
+  readonly serviceName: string
+  readonly traceDelayMs: number
+  readonly metricIntervalMs: number
+}
+
 export interface AppConfigShape {
   readonly port: number
   readonly host: string
@@ -60,6 +69,7 @@ export interface AppConfigShape {
   readonly providers: Readonly<Record<ProviderName, ProviderSettings>>
   readonly upstream: UpstreamTimeouts
   readonly mock: MockSettings
+  readonly otel: OtelSettings
 }
 
 const defaultBaseUrls: Record<ProviderName, string> = {
@@ -132,6 +142,17 @@ export const appConfig = Config.all({
     idleMs: positiveInt("UPSTREAM_IDLE_TIMEOUT_MS", 60_000),
     maxAttempts: positiveInt("UPSTREAM_MAX_ATTEMPTS", 3),
     maxRetryDelayMs: positiveInt("UPSTREAM_MAX_RETRY_DELAY_MS", 10_000),
+  }),
+  otel: Config.all({
+    endpoint: Config.option(
+      Config.URL("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(Config.map((url) => url.toString().replace(/\/+$/, ""))),
+    ),
+    protocol: Config.Literals(["http/protobuf", "http/json"], "OTEL_EXPORTER_OTLP_PROTOCOL").pipe(
+      Config.withDefault("http/protobuf" as const),
+    ),
+    serviceName: Config.String("OTEL_SERVICE_NAME").pipe(Config.withDefault("dac-gateway")),
+    traceDelayMs: positiveInt("OTEL_BSP_SCHEDULE_DELAY", 5_000),
+    metricIntervalMs: positiveInt("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
   }),
   mock: Config.all({
     ttftMs: nonNegativeInt("MOCK_TTFT_MS", 20),

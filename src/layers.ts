@@ -10,6 +10,7 @@ import { MessagesRepo } from "./store/messages-repo.ts"
 import { RequestLogRepo } from "./store/request-log-repo.ts"
 import { SqlLive } from "./store/sql.ts"
 import { ThreadsRepo } from "./store/threads-repo.ts"
+import { OtelLive } from "./telemetry/otel.ts"
 import { RequestLog } from "./telemetry/request-log.ts"
 
 /** Assistant messages a crash left `pending`/`streaming` become `interrupted` before anything else runs. */
@@ -43,4 +44,9 @@ const LoggingLive = Layer.unwrap(
 
 /** The whole gateway for a given configuration layer: store, engine, HTTP server. */
 export const appLayer = (config: Layer.Layer<AppConfig, unknown>) =>
-  HttpServerLive.pipe(Layer.provideMerge(Engine), Layer.provideMerge(LoggingLive), Layer.provideMerge(config))
+  HttpServerLive.pipe(
+    Layer.provideMerge(Engine),
+    Layer.provideMerge(OtelLive),
+    Layer.provideMerge(LoggingLive),
+    Layer.provideMerge(config),
+  )

@@ -149,26 +149,41 @@ export class Generations extends Context.Service<
               case "Finish":
                 finishReason = event.reason
                 usage = event.usage
-                break
+                return Effect.annotateCurrentSpan({
+                  "gen_ai.response.finish_reasons": [event.reason],
+                  "gen_ai.usage.input_tokens": event.usage?.input_tokens,
+                  "gen_ai.usage.output_tokens": event.usage?.output_tokens,
+                })
             }
             return Effect.void
           }),
         )
         // Waits for the pacer, then calls upstream; the slot goes back however the call ends.
-        const consume = Effect.flatMap(spec.ticket.dispatched, (waited) => {
-          queueWaitMs = waited
-          return upstream.pipe(
-            Effect.onExit((exit) =>
-              Effect.sync(() =>
-                spec.ticket.release(
-                  Exit.isFailure(exit)
-                    ? Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined)
-                    : undefined,
+        const genAi = {
+          "gen_ai.operation.name": "chat",
+          "gen_ai.provider.name": spec.adapter.name,
+          "gen_ai.request.model": spec.request.model,
+        }
+        const consume = Effect.flatMap(
+          spec.ticket.dispatched.pipe(Effect.withSpan("pacer.wait", { attributes: genAi })),
+          (waited) => {
+            queueWaitMs = waited
+            return upstream.pipe(
+              Effect.onExit((exit) =>
+                Effect.sync(() =>
+                  spec.ticket.release(
+                    Exit.isFailure(exit)
+                      ? Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined)
+                      : undefined,
+                  ),
                 ),
               ),
-            ),
-          )
-        }).pipe(Effect.onInterrupt(() => Effect.sync(spec.ticket.abandon)))
+            )
+          },
+        ).pipe(
+          Effect.onInterrupt(() => Effect.sync(spec.ticket.abandon)),
+          Effect.withSpan("generation", { attributes: { ...genAi, "dac.request_id": spec.requestId } }),
+        )
 
         // Runs once however the generation ends (done, failed, interrupted), uninterruptibly, so the
         // assistant message never stays `pending` while the process lives.

@@ -1,0 +1,99 @@
+import { createServer, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { api, startGateway } from "../support/gateway.ts"
+
+/** A minimal OTLP/HTTP receiver on loopback: keeps every JSON body posted to /v1/{traces,metrics,logs}. */
+const received: Record<string, Array<unknown>> = { traces: [], metrics: [], logs: [] }
+let receiver: Server
+let endpoint: string
+
+beforeAll(async () => {
+  receiver = createServer((request, response) => {
+    const chunks: Array<Buffer> = []
+    request.on("data", (chunk: Buffer) => chunks.push(chunk))
+    request.on("end", () => {
+      const signal = /^\/v1\/(traces|metrics|logs)$/.exec(request.url ?? "")?.[1]
+      if (signal) received[signal]!.push(JSON.parse(Buffer.concat(chunks).toString("utf8")))
+      response.writeHead(200, { "content-type": "application/json" }).end("{}")
+    })
+  })
+  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve))
+  endpoint = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`
+})
+afterAll(() => new Promise<void>((resolve) => receiver.close(() => resolve())))
+
+interface OtlpSpan {
+  readonly name: string
+  readonly attributes: ReadonlyArray<{ key: string; value: Record<string, unknown> }>
+}
+
+const spansOf = (bodies: ReadonlyArray<unknown>): Array<OtlpSpan> =>
+  (bodies as Array<{ resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<OtlpSpan> }> }> }>).flatMap(
+    (body) => body.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans)),
+  )
+
+const attribute = (span: OtlpSpan, key: string) => {
+  const value = span.attributes.find((a) => a.key === key)?.value
+  return value === undefined ? undefined : Object.values(value)[0]
+}
+
+describe("OpenTelemetry export", () => {
+  it("sends spans with GenAI attributes and the request metrics to the OTLP endpoint", async () => {
+    const gateway = await startGateway({
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_SERVICE_NAME: "dac-under-test",
+      OTEL_BSP_SCHEDULE_DELAY: "100",
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+      MOCK_TOKENS: "3",
+    })
+    const c = api(gateway.baseUrl, "org-otel")
+    const threadId = (await c.post("/api/threads", {})).json.thread_id
+    const sent = await c.post(`/api/threads/${threadId}/messages`, {
+      role: "user",
+      content: "trace me",
+      provider: "mock",
+      model: "faststream-ttft",
+    })
+    expect(sent.status).toBe(200)
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    // Closing flushes what is still buffered.
+    await gateway.close()
+
+    const spans = spansOf(received.traces!)
+    const names = new Set(spans.map((s) => s.name))
+    expect(names).toContain("Turns.start")
+    expect(names).toContain("pacer.wait")
+    expect(names).toContain("MessagesRepo.startTurn")
+    const generation = spans.find((s) => s.name === "generation")
+    expect(generation).toBeDefined()
+    expect(attribute(generation!, "gen_ai.provider.name")).toBe("mock")
+    expect(attribute(generation!, "gen_ai.request.model")).toBe("faststream-ttft")
+    expect(Number(attribute(generation!, "gen_ai.usage.output_tokens"))).toBe(3)
+    expect(attribute(generation!, "dac.request_id")).toBe(sent.json.request_id)
+    expect([...names].some((name) => /POST|http/i.test(name))).toBe(true)
+
+    const metricNames = new Set(
+      (
+        received.metrics as Array<{
+          resourceMetrics: Array<{ scopeMetrics: Array<{ metrics: Array<{ name: string }> }> }>
+        }>
+      ).flatMap((body) =>
+        body.resourceMetrics.flatMap((r) => r.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.name))),
+      ),
+    )
+    for (const name of [
+      "dac_requests_total",
+      "dac_ttft_ms",
+      "dac_request_duration_ms",
+      "dac_queue_wait_ms",
+    ]) {
+      expect(metricNames).toContain(name)
+    }
+    const resource = JSON.stringify(
+      (received.traces![0] as { resourceSpans: Array<{ resource: unknown }> }).resourceSpans[0]!.resource,
+    )
+    expect(resource).toContain("dac-under-test")
+  })
+})
