@@ -215,7 +215,30 @@ export class Turns extends Context.Service<
       const start = (input: TurnInput) =>
         Effect.suspend(() => {
           const requestId = newRequestId()
+          const startedAt = performance.now()
           return startAs(input, requestId).pipe(
+            // A request the pacer turned away is a request too: it is logged as rejected.
+            Effect.tapError((error) =>
+              Effect.sync(() => {
+                if (error._tag === "PacerQueueFull") {
+                  requestLog.record({
+                    request_id: requestId,
+                    org_id: input.org,
+                    thread_id: input.threadId,
+                    provider: input.body.provider,
+                    model: input.body.model,
+                    coalesce: "bypass",
+                    status: "rejected",
+                    error_code: error.code,
+                    queue_wait_ms: null,
+                    ttft_ms: null,
+                    latency_ms: performance.now() - startedAt,
+                    input_tokens: null,
+                    output_tokens: null,
+                  })
+                }
+              }),
+            ),
             Effect.annotateLogs({ request_id: requestId, org_id: input.org }),
           )
         })
