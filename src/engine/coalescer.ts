@@ -3,11 +3,12 @@ import { AppConfig } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
 import type { OrgId, ThreadId } from "../domain/ids.ts"
 import type { Message } from "../domain/thread.ts"
+import type { ChatMessage } from "../providers/provider.ts"
 import type { Generation } from "./generations.ts"
 
 /** What followers share with the leader: the stored user message and the running generation. */
 export interface LeaderTurn {
-  readonly userMessage: Message
+  readonly userMessage: Message | null
   readonly generation: Generation
 }
 
@@ -26,11 +27,22 @@ export type Claim<E> =
  * The key of a turn: who asks, in which thread, what, of which model and with which parameters.
  * Not the history: the thread id stands for it (two identical turns on one thread coalesce).
  */
-export const coalesceKey = (org: OrgId, threadId: ThreadId, body: ChatRequest) =>
+export const coalesceKey = (org: OrgId, threadId: ThreadId | null, body: ChatRequest) =>
   JSON.stringify([
     org,
     threadId,
     body.content,
+    body.provider,
+    body.model,
+    body.temperature ?? null,
+    body.max_tokens ?? null,
+  ])
+
+/** The key of a stateless completion: the whole conversation and the parameters. */
+export const conversationKey = (org: OrgId, conversation: ReadonlyArray<ChatMessage>, body: ChatRequest) =>
+  JSON.stringify([
+    org,
+    conversation,
     body.provider,
     body.model,
     body.temperature ?? null,

@@ -1,11 +1,41 @@
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream } from "effect"
-import { type GenerationId, newGenerationId, type OrgId, type RequestId } from "../domain/ids.ts"
+import {
+  type GenerationId,
+  newGenerationId,
+  newMessageId,
+  type OrgId,
+  type RequestId,
+  type ThreadId,
+} from "../domain/ids.ts"
 import type { ProviderError } from "../domain/provider-errors.ts"
-import type { Message, Usage } from "../domain/thread.ts"
+import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
-import { MessagesRepo } from "../store/messages-repo.ts"
+import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
 import type { Ticket } from "./pacer.ts"
 import { type Frame, frame } from "./sse-frames.ts"
+
+/** The reply of a stateless completion, shaped like a stored one (it is never written). */
+const transientReply = (outcome: FinishTurn): Message => {
+  const now = new Date().toISOString()
+  return new Message(
+    {
+      message_id: newMessageId(),
+      thread_id: "00000000-0000-0000-0000-000000000000" as ThreadId,
+      role: "assistant",
+      content: outcome.content,
+      status: outcome.status,
+      provider: null,
+      model: null,
+      usage: outcome.usage,
+      finish_reason: outcome.finishReason,
+      error_code: outcome.errorCode,
+      request_id: null,
+      created_at: now,
+      updated_at: now,
+    },
+    { disableChecks: true },
+  )
+}
 
 /** Where the time of a request went. */
 export interface Timings {
@@ -30,7 +60,7 @@ export interface GenerationSpec {
   readonly adapter: ProviderAdapter
   readonly request: ProviderRequest
   /** The `pending` assistant message this generation fills in. */
-  readonly assistantMessage: Message
+  readonly assistantMessage: Message | undefined
   /** `performance.now()` when the request arrived: latency is measured from there. */
   readonly startedAt: number
 }
@@ -100,6 +130,10 @@ export class Generations extends Context.Service<
       const messages = yield* MessagesRepo
       const scope = yield* Effect.scope
       const byRequestId = new Map<RequestId, Generation>()
+
+      // A stored turn's reply is written back; a stateless completion's exists only in memory.
+      const finish = (stored: Message | undefined, outcome: FinishTurn) =>
+        stored === undefined ? Effect.succeed(transientReply(outcome)) : messages.finishTurn(stored, outcome)
 
       const start = Effect.fn("Generations.start")(function* (spec: GenerationSpec) {
         const outcome = yield* Deferred.make<GenerationOutcome>()
@@ -192,7 +226,7 @@ export class Generations extends Context.Service<
             const latencyMs = performance.now() - spec.startedAt
             let result: GenerationOutcome
             if (Exit.isSuccess(exit)) {
-              const message = yield* messages.finishTurn(spec.assistantMessage, {
+              const message = yield* finish(spec.assistantMessage, {
                 content: text,
                 status: "complete",
                 usage,
@@ -210,7 +244,7 @@ export class Generations extends Context.Service<
               })
             } else {
               const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
-              const message = yield* messages.finishTurn(spec.assistantMessage, {
+              const message = yield* finish(spec.assistantMessage, {
                 content: text,
                 status: error ? "failed" : "cancelled",
                 usage,

@@ -15,16 +15,23 @@ import {
 import { newRequestId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
 import type { ProviderError } from "../domain/provider-errors.ts"
 import type { Message } from "../domain/thread.ts"
+import type { ChatMessage } from "../providers/provider.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
-import { Coalescer, coalesceKey, type LeaderTurn } from "./coalescer.ts"
+import { Coalescer, coalesceKey, conversationKey, type LeaderTurn } from "./coalescer.ts"
 import { type Generation, type GenerationOutcome, Generations } from "./generations.ts"
 import { Pacer } from "./pacer.ts"
 
 export interface TurnInput {
   readonly org: OrgId
-  readonly threadId: ThreadId
+  /** The stored thread the turn joins; null for a stateless completion (`conversation` given). */
+  readonly threadId: ThreadId | null
+  /**
+   * A stateless completion (the OpenAI-compatible endpoint): the whole conversation comes with the
+   * request and nothing is stored; `body.content` is its last message.
+   */
+  readonly conversation?: ReadonlyArray<ChatMessage> | undefined
   readonly body: ChatRequest
   /** Waiting for the whole reply, or streaming it (`STREAM_FANOUT_ENABLED=0` stops sharing streams). */
   readonly mode: "wait" | "stream"
@@ -50,7 +57,8 @@ export interface StartedTurn {
   readonly requestId: RequestId
   readonly input: TurnInput
   readonly coalesce: CoalesceRole
-  readonly userMessage: Message
+  /** The stored user message; null for a stateless completion. */
+  readonly userMessage: Message | null
   readonly generation: Generation
   readonly startedAt: number
   /** Records the request in the request log once it is over (each request exactly once). */
@@ -122,6 +130,27 @@ export class Turns extends Context.Service<
         const adapter = yield* providers.resolve(body.provider, body.model)
         // A full queue refuses before anything is stored or sent.
         const ticket = yield* pacer.enqueue(adapter.name, input.org)
+        const request = {
+          provider: adapter.name,
+          model: body.model,
+          temperature: body.temperature,
+          maxTokens: body.max_tokens,
+        }
+        if (input.conversation !== undefined || input.threadId === null) {
+          const generation = yield* generations.start({
+            org: input.org,
+            ticket,
+            requestId,
+            adapter,
+            startedAt,
+            assistantMessage: undefined,
+            request: {
+              ...request,
+              messages: input.conversation ?? [{ role: "user", content: body.content }],
+            },
+          })
+          return { userMessage: null, generation }
+        }
         const started = yield* messages
           .startTurn({
             org: input.org,
@@ -139,13 +168,7 @@ export class Turns extends Context.Service<
           adapter,
           startedAt,
           assistantMessage: started.assistantMessage,
-          request: {
-            provider: adapter.name,
-            model: body.model,
-            messages: started.history,
-            temperature: body.temperature,
-            maxTokens: body.max_tokens,
-          },
+          request: { ...request, messages: started.history },
         })
         return { userMessage: started.userMessage, generation }
       })
@@ -177,7 +200,10 @@ export class Turns extends Context.Service<
         if (!sharable && input.idempotencyKey === undefined) {
           return started("bypass", yield* lead(input, requestId, startedAt))
         }
-        const bodyKey = coalesceKey(input.org, input.threadId, body)
+        const bodyKey =
+          input.conversation === undefined
+            ? coalesceKey(input.org, input.threadId, body)
+            : conversationKey(input.org, input.conversation, body)
         const key =
           input.idempotencyKey === undefined ? bodyKey : `idempotency:${input.org}:${input.idempotencyKey}`
         const claim = coalescer.claim<StartError>(key, bodyKey)
@@ -260,7 +286,8 @@ export class Turns extends Context.Service<
         return new TurnResult(
           {
             request_id: turn.requestId,
-            user_message: turn.userMessage,
+            // Thread turns always store the user's message (only stateless completions have none).
+            user_message: turn.userMessage!,
             assistant_message: outcome.message,
             coalesce: turn.coalesce,
             metrics: {
