@@ -150,7 +150,7 @@ export class Generations extends Context.Service<
         let finishReason: string | null = null
 
         // Synchronous, so a listener registering between two emits sees each frame exactly once.
-        const emit = (type: string, data: object) => {
+        const emit = (type: string, data: Readonly<Record<string, unknown>>) => {
           const f = frame(nextId++, type, data)
           log.push(f)
           for (const [requestId, queue] of listeners) {

@@ -7,12 +7,15 @@ const encoder = new TextEncoder()
 export interface Frame {
   readonly id: number
   readonly type: string
+  /** The event's fields, for listeners that speak another format (the OpenAI-compatible endpoint). */
+  readonly data: Readonly<Record<string, unknown>>
   readonly bytes: Uint8Array
 }
 
-export const frame = (id: number, type: string, data: object): Frame => ({
+export const frame = (id: number, type: string, data: Readonly<Record<string, unknown>>): Frame => ({
   id,
   type,
+  data,
   bytes: encoder.encode(`id: ${id}\nevent: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`),
 })
 

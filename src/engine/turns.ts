@@ -75,6 +75,13 @@ export class Turns extends Context.Service<
     /** Stores the user's message and starts the generation; the caller listens or waits. */
     readonly start: (input: TurnInput) => Effect.Effect<StartedTurn, StartError>
     /** Waits for the whole reply. Interrupting the caller detaches it from the generation. */
+    readonly complete: (
+      input: TurnInput,
+    ) => Effect.Effect<
+      { readonly turn: StartedTurn; readonly outcome: Extract<GenerationOutcome, { _tag: "Completed" }> },
+      TurnError
+    >
+    /** `complete`, as the thread API answers it. */
     readonly send: (input: TurnInput) => Effect.Effect<TurnResult, TurnError>
   }
 >()("dac/engine/Turns") {
@@ -269,7 +276,7 @@ export class Turns extends Context.Service<
           )
         })
 
-      const send = Effect.fn("Turns.send")(function* (input: TurnInput) {
+      const complete = Effect.fn("Turns.complete")(function* (input: TurnInput) {
         const turn = yield* start(input)
         turn.generation.attach(turn.requestId)
         const outcome = yield* Deferred.await(turn.generation.outcome).pipe(
@@ -283,6 +290,11 @@ export class Turns extends Context.Service<
         if (outcome._tag === "Cancelled") {
           return yield* new RequestCancelled({ message: `request ${turn.requestId} was cancelled` })
         }
+        return { turn, outcome }
+      })
+
+      const send = Effect.fn("Turns.send")(function* (input: TurnInput) {
+        const { turn, outcome } = yield* complete(input)
         return new TurnResult(
           {
             request_id: turn.requestId,
@@ -300,7 +312,7 @@ export class Turns extends Context.Service<
         )
       })
 
-      return Turns.of({ start, send })
+      return Turns.of({ start, complete, send })
     }),
   )
 }

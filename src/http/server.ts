@@ -7,6 +7,7 @@ import { AppConfig } from "../config.ts"
 import { Api } from "./api.ts"
 import { MetricsHandlers, SystemHandlers, ThreadsHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
+import { OpenAiRoute } from "./openai.ts"
 import { OrgScopeLive } from "./org.ts"
 import { PrometheusRoute } from "./prometheus.ts"
 
@@ -21,6 +22,7 @@ export const RoutesLive = Layer.unwrap(
       ),
       HttpApiScalar.layer(Api, { path: "/docs" }),
       PrometheusRoute,
+      OpenAiRoute,
       errorMiddleware(config.maxBodyBytes),
     ),
   ),

@@ -1,0 +1,248 @@
+import { createHash } from "node:crypto"
+import { Deferred, Effect, Exit, Schema, SchemaIssue, Stream } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import type { ChatRequest } from "../domain/chat.ts"
+import { OrgId } from "../domain/ids.ts"
+import { firstGenerationFrameId, type GenerationOutcome } from "../engine/generations.ts"
+import type { Frame } from "../engine/sse-frames.ts"
+import { type StartedTurn, Turns } from "../engine/turns.ts"
+import type { ChatMessage } from "../providers/provider.ts"
+import type { DescribedError } from "./errors.ts"
+
+/** OpenAI's message: text content as a string or as text parts. */
+const OpenAiMessage = Schema.Struct({
+  role: Schema.Literals(["system", "developer", "user", "assistant"]),
+  content: Schema.Union([
+    Schema.String,
+    Schema.Array(Schema.Struct({ type: Schema.Literal("text"), text: Schema.String })),
+  ]),
+})
+
+/** The part of OpenAI's Chat Completions request DAC understands; other fields are ignored. */
+export const CompletionRequest = Schema.Struct({
+  model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" })),
+  messages: Schema.Array(OpenAiMessage).check(
+    Schema.isMinLength(1, { message: "messages must not be empty" }),
+  ),
+  stream: Schema.optional(Schema.NullOr(Schema.Boolean)),
+  stream_options: Schema.optional(
+    Schema.NullOr(Schema.Struct({ include_usage: Schema.optional(Schema.Boolean) })),
+  ),
+  max_tokens: Schema.optional(Schema.NullOr(Schema.Int.check(Schema.isGreaterThan(0)))),
+  max_completion_tokens: Schema.optional(Schema.NullOr(Schema.Int.check(Schema.isGreaterThan(0)))),
+  temperature: Schema.optional(
+    Schema.NullOr(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 2 }))),
+  ),
+  n: Schema.optional(Schema.NullOr(Schema.Literal(1))),
+  tools: Schema.optional(Schema.Unknown),
+})
+type CompletionRequest = typeof CompletionRequest.Type
+
+const decodeRequest = Schema.decodeUnknownExit(CompletionRequest, { errors: "all" })
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const errorTypes: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  404: "not_found_error",
+  409: "invalid_request_error",
+  413: "invalid_request_error",
+  429: "rate_limit_error",
+}
+
+/** OpenAI's error body, so the official SDKs raise their own typed errors. */
+const openAiError = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
+  HttpServerResponse.jsonUnsafe(
+    { error: { message, type: errorTypes[status] ?? "api_error", param: null, code } },
+    { status, headers },
+  )
+
+const fromDescribed = (error: DescribedError & { readonly retryAfterMs?: number | undefined }) =>
+  openAiError(
+    error.status,
+    error.code,
+    error.message,
+    error.retryAfterMs === undefined ? {} : { "retry-after": String(Math.ceil(error.retryAfterMs / 1000)) },
+  )
+
+/**
+ * The caller's org: a bearer token (hashed, so the key itself never becomes an id that is logged)
+ * or `x-org-id`.
+ */
+const orgOf = (headers: Readonly<Record<string, string | undefined>>): OrgId | undefined => {
+  const bearer = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? "")?.[1]?.trim()
+  if (bearer) return `key-${createHash("sha256").update(bearer).digest("hex").slice(0, 24)}` as OrgId
+  const org = headers["x-org-id"]
+  return org !== undefined && Schema.is(OrgId)(org) ? org : undefined
+}
+
+const textOf = (content: CompletionRequest["messages"][number]["content"]) =>
+  typeof content === "string" ? content : content.map((part) => part.text).join("")
+
+const encoder = new TextEncoder()
+const sse = (value: unknown) => encoder.encode(`data: ${JSON.stringify(value)}\n\n`)
+const done = encoder.encode("data: [DONE]\n\n")
+
+const usageOf = (outcome: GenerationOutcome | undefined) => {
+  const usage = outcome?._tag === "Completed" ? outcome.usage : null
+  return usage === null
+    ? null
+    : {
+        prompt_tokens: usage.input_tokens,
+        completion_tokens: usage.output_tokens,
+        total_tokens: usage.input_tokens + usage.output_tokens,
+      }
+}
+
+/** OpenAI's chunk stream for one request: a role chunk at once, content chunks, finish, usage, `[DONE]`. */
+const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) => {
+  const id = `chatcmpl-${turn.requestId}`
+  const created = Math.floor(Date.now() / 1000)
+  const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model,
+    choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
+  })
+  let terminal: string | undefined
+  const body = turn.generation.listen(turn.requestId, firstGenerationFrameId - 1).pipe(
+    Stream.flatMap((f: Frame) => {
+      switch (f.type) {
+        case "delta":
+          return Stream.succeed(sse(chunk({ content: f.data.text }, null)))
+        case "done": {
+          terminal = f.type
+          return Stream.unwrap(
+            Effect.map(Deferred.await(turn.generation.outcome), (outcome) => {
+              const usage = usageOf(outcome)
+              const parts = [sse(chunk({}, String(f.data.finish_reason ?? "stop")))]
+              if (includeUsage) parts.push(sse({ ...chunk({}, null), choices: [], usage }))
+              parts.push(done)
+              return Stream.fromIterable(parts)
+            }),
+          )
+        }
+        case "error":
+          terminal = f.type
+          return Stream.succeed(
+            sse({ error: { message: f.data.message, type: "api_error", param: null, code: f.data.code } }),
+          )
+        case "cancelled":
+          terminal = f.type
+          return Stream.empty
+        default:
+          return Stream.empty
+      }
+    }),
+    Stream.catchTag("SlowListener", () =>
+      Stream.succeed(
+        sse({
+          error: { message: "the client fell too far behind", type: "api_error", code: "slow_consumer" },
+        }),
+      ),
+    ),
+  )
+  return Stream.concat(Stream.succeed(sse(chunk({ role: "assistant", content: "" }, null))), body).pipe(
+    Stream.onExit((exit) => {
+      if (Exit.isSuccess(exit) && (terminal === "done" || terminal === "error")) {
+        return Effect.map(Deferred.await(turn.generation.outcome), (outcome) => turn.record(outcome))
+      }
+      turn.record("detached")
+      return turn.generation.detach(turn.requestId)
+    }),
+  )
+}
+
+/**
+ * `POST /v1/chat/completions`: OpenAI's request and response shapes (streaming and not), so the
+ * official SDKs work unchanged. `model` is `provider/model` (e.g. `mock/faststream-ttft`). The
+ * pacer, coalescer (keyed on the whole conversation), fan-out and cancel all apply; nothing is
+ * stored as a thread.
+ */
+export const OpenAiRoute = HttpRouter.add(
+  "POST",
+  "/v1/chat/completions",
+  Effect.gen(function* () {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const turns = yield* Turns
+    const org = orgOf(request.headers)
+    if (org === undefined) {
+      return openAiError(401, "invalid_api_key", "send Authorization: Bearer <key> or an x-org-id header")
+    }
+    const json = yield* request.json.pipe(Effect.option)
+    if (json._tag === "None") return openAiError(400, "invalid_json", "the body is not valid JSON")
+    const decoded = decodeRequest(json.value)
+    if (Exit.isFailure(decoded)) {
+      const failure = decoded.cause.reasons.find((reason) => reason._tag === "Fail")
+      const issues = failure
+        ? formatIssues(failure.error.issue)
+            .issues.map((i) => `${(i.path ?? []).join(".")}: ${i.message}`)
+            .join("; ")
+        : "invalid request"
+      return openAiError(400, "invalid_request", issues)
+    }
+    const body = decoded.value
+    const slash = body.model.indexOf("/")
+    if (slash <= 0 || slash === body.model.length - 1) {
+      return openAiError(
+        400,
+        "model_not_found",
+        `model must be "provider/model" (e.g. "mock/faststream-ttft"), got "${body.model}"`,
+      )
+    }
+    const conversation: Array<ChatMessage> = body.messages.map((m) => ({
+      role: m.role === "developer" ? "system" : m.role,
+      content: textOf(m.content),
+    }))
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined
+    const chat: ChatRequest = {
+      role: "user",
+      content: conversation.at(-1)!.content,
+      provider: body.model.slice(0, slash),
+      model: body.model.slice(slash + 1),
+      ...(body.temperature == null ? {} : { temperature: body.temperature }),
+      ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
+    }
+    const stream = body.stream === true
+    const input = {
+      org,
+      threadId: null,
+      conversation,
+      body: chat,
+      mode: stream ? ("stream" as const) : ("wait" as const),
+      idempotencyKey: request.headers["idempotency-key"] || undefined,
+      // Tool calls are not idempotent: never shared.
+      coalesce: body.tools === undefined && request.headers["x-dac-coalesce"]?.toLowerCase() !== "off",
+    }
+    if (stream) {
+      const turn = yield* turns.start(input).pipe(Effect.result)
+      if (turn._tag === "Failure") return fromDescribed(turn.failure)
+      return HttpServerResponse.stream(
+        chunkStream(turn.success, body.model, body.stream_options?.include_usage === true),
+        {
+          contentType: "text/event-stream",
+          headers: { "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" },
+        },
+      )
+    }
+    const result = yield* turns.complete(input).pipe(Effect.result)
+    if (result._tag === "Failure") return fromDescribed(result.failure)
+    const { turn, outcome } = result.success
+    return HttpServerResponse.jsonUnsafe({
+      id: `chatcmpl-${turn.requestId}`,
+      object: "chat.completion",
+      created: Math.floor(Date.now() / 1000),
+      model: body.model,
+      choices: [
+        {
+          index: 0,
+          message: { role: "assistant", content: outcome.message.content, refusal: null },
+          finish_reason: outcome.message.finish_reason ?? "stop",
+          logprobs: null,
+        },
+      ],
+      usage: usageOf(outcome),
+    })
+  }),
+)

@@ -1,0 +1,165 @@
+import OpenAI from "openai"
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import { mockReplyText } from "../../src/providers/mock.ts"
+import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
+import { type RunningGateway, startGateway } from "../support/gateway.ts"
+
+const tokens = 6
+let upstream: FakeUpstream
+let gateway: RunningGateway
+let client: OpenAI
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream()
+  gateway = await startGateway({
+    ...upstream.env(),
+    MOCK_TOKENS: String(tokens),
+    MOCK_TTFT_MS: "5",
+    MOCK_TOKEN_INTERVAL_MS: "1",
+    MOCK_CONCURRENCY: "1",
+    MOCK_MAX_QUEUE: "0",
+  })
+  // The official SDK, pointed at DAC and changed in nothing else (no retries, to see each answer).
+  client = new OpenAI({ apiKey: "sk-dac-test", baseURL: `${gateway.baseUrl}/v1`, maxRetries: 0 })
+})
+beforeEach(() => upstream.reset())
+afterAll(async () => {
+  await gateway?.close()
+  await upstream?.close()
+})
+
+describe("the OpenAI-compatible endpoint, through the official SDK", () => {
+  it("answers a non-streaming completion", async () => {
+    const completion = await client.chat.completions.create({
+      model: "mock/faststream-ttft",
+      messages: [
+        { role: "system", content: "be brief" },
+        { role: "user", content: `hello ${crypto.randomUUID()}` },
+      ],
+    })
+    expect(completion.object).toBe("chat.completion")
+    expect(completion.choices[0]!.message).toMatchObject({
+      role: "assistant",
+      content: mockReplyText(tokens),
+    })
+    expect(completion.choices[0]!.finish_reason).toBe("stop")
+    expect(completion.usage?.completion_tokens).toBe(tokens)
+    expect(completion.usage?.total_tokens).toBe((completion.usage?.prompt_tokens ?? 0) + tokens)
+  })
+
+  it("streams chunks the SDK iterates, with usage when asked", async () => {
+    const stream = await client.chat.completions.create({
+      model: "mock/faststream-ttft",
+      messages: [{ role: "user", content: `stream ${crypto.randomUUID()}` }],
+      stream: true,
+      stream_options: { include_usage: true },
+    })
+    let text = ""
+    const finishes: Array<string | null> = []
+    let usage: OpenAI.CompletionUsage | null | undefined
+    for await (const chunk of stream) {
+      expect(chunk.object).toBe("chat.completion.chunk")
+      if (chunk.choices[0]) {
+        text += chunk.choices[0].delta.content ?? ""
+        finishes.push(chunk.choices[0].finish_reason)
+      }
+      if (chunk.usage) usage = chunk.usage
+    }
+    expect(text).toBe(mockReplyText(tokens))
+    expect(finishes.filter((f) => f !== null)).toEqual(["stop"])
+    expect(usage?.completion_tokens).toBe(tokens)
+  })
+
+  it("relays a real provider (OpenAI wire format) and coalesces identical conversations", async () => {
+    upstream.on("openai", { transcript: "openai-chat-stream", firstByteDelayMs: 200 })
+    const ask = () =>
+      client.chat.completions.create({
+        model: "openai/gpt-4o-mini",
+        messages: [{ role: "user", content: "capital of the UK?" }],
+      })
+    const answers = await Promise.all([ask(), ask(), ask()])
+    expect(new Set(answers.map((a) => a.choices[0]!.message.content))).toEqual(
+      new Set(["The capital of the UK is London."]),
+    )
+    expect(upstream.calls("openai")).toHaveLength(1)
+  })
+
+  it("an aborted stream closes the upstream socket", async () => {
+    upstream.on("openai", {
+      transcript: "openai-chat-stream",
+      split: "random",
+      maxWrite: 20,
+      writeDelayMs: 50,
+    })
+    const controller = new AbortController()
+    const stream = await client.chat.completions.create(
+      {
+        model: "openai/gpt-4o-mini",
+        messages: [{ role: "user", content: `abort ${crypto.randomUUID()}` }],
+        stream: true,
+      },
+      { signal: controller.signal },
+    )
+    const iterator = stream[Symbol.asyncIterator]()
+    for (;;) {
+      const next = await iterator.next()
+      if (next.done || next.value.choices[0]?.delta.content) break
+    }
+    const abortedAt = performance.now()
+    controller.abort()
+    const call = upstream.calls("openai").at(-1)!
+    const closedAt = await upstream.socketClosedAt(call, 2_000)
+    expect(closedAt - abortedAt).toBeLessThan(1_000)
+  })
+
+  it("raises the SDK's own typed errors", async () => {
+    await expect(
+      client.chat.completions.create({
+        model: "gpt-without-provider",
+        messages: [{ role: "user", content: "x" }],
+      }),
+    ).rejects.toBeInstanceOf(OpenAI.BadRequestError)
+    await expect(
+      client.chat.completions.create({ model: "mock/faststream-ttft", messages: [] }),
+    ).rejects.toBeInstanceOf(OpenAI.BadRequestError)
+    // The SDK refuses to send without a key, so the anonymous request goes out by hand.
+    const anonymous = await fetch(`${gateway.baseUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock/faststream-ttft", messages: [{ role: "user", content: "x" }] }),
+    })
+    expect(anonymous.status).toBe(401)
+    expect(((await anonymous.json()) as { error: { type: string } }).error.type).toBe("authentication_error")
+
+    // The only mock slot is held and the queue is 0 long: the next request is refused with a 429.
+    const holder = new AbortController()
+    const held = await client.chat.completions.create(
+      {
+        model: "mock/never-ending",
+        messages: [{ role: "user", content: `hold ${crypto.randomUUID()}` }],
+        stream: true,
+      },
+      { signal: holder.signal },
+    )
+    const reading = (async () => {
+      try {
+        for await (const _ of held) {
+          // keep the slot busy
+        }
+      } catch {
+        // aborted below
+      }
+    })()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const limited = await client.chat.completions
+      .create({
+        model: "mock/faststream-ttft",
+        messages: [{ role: "user", content: `one more ${crypto.randomUUID()}` }],
+      })
+      .catch((error: unknown) => error)
+    expect(limited).toBeInstanceOf(OpenAI.RateLimitError)
+    expect((limited as InstanceType<typeof OpenAI.RateLimitError>).headers?.get("retry-after")).toBeTruthy()
+    holder.abort()
+    await reading
+  })
+})
