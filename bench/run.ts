@@ -1,0 +1,324 @@
+/**
+ * DAC against the floor and a peer, in one run on this machine, everything on loopback:
+ * direct to a fake OpenAI upstream (fixed pace), a bare Node proxy, DAC, and Portkey's gateway
+ * (when installed with `npm run bench:portkey`). Contenders alternate (A B A B) so drift hits all.
+ * Prints a table and writes bench/results/<date>.json and .md.
+ *   npm run bench -- [--seconds 3] [--concurrency 1,10,100] [--rounds 2]
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Pool } from "undici"
+import { argValue, percentile, table } from "../scripts/harness.ts"
+
+const seconds = Number(argValue("--seconds") ?? "3")
+const concurrencies = (argValue("--concurrency") ?? "1,10,100").split(",").map(Number)
+const rounds = Number(argValue("--rounds") ?? "2")
+const children: Array<ChildProcess> = []
+const node = process.execPath
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0))
+    })
+  })
+
+/** Starts a process that prints `{"port":N}` on its first line. */
+const startPrinting = (args: ReadonlyArray<string>) =>
+  new Promise<number>((resolve, reject) => {
+    const child = spawn(node, args, { stdio: ["ignore", "pipe", "inherit"] })
+    children.push(child)
+    child.stdout!.once("data", (data: Buffer) => resolve(JSON.parse(data.toString().split("\n")[0]!).port))
+    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited with ${code}`)))
+  })
+
+const waitHealthy = async (url: string) => {
+  for (let i = 0; i < 300; i++) {
+    const ok = await fetch(url).then(
+      (r) => r.status < 500,
+      () => false,
+    )
+    if (ok) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`${url} did not come up`)
+}
+
+interface Contender {
+  readonly name: string
+  readonly origin: string
+  readonly path: string
+  readonly headers: Record<string, string>
+  readonly model: string
+}
+
+let counter = 0
+const payload = (contender: Contender, stream: boolean, content?: string) =>
+  JSON.stringify({
+    model: contender.model,
+    // Distinct content: coalescing must not make any contender look faster than it is.
+    messages: [{ role: "user", content: content ?? `bench ${counter++}` }],
+    stream,
+    ...(stream ? { stream_options: { include_usage: true } } : {}),
+  })
+
+/** A closed loop of `concurrency` clients for `seconds`: throughput and latency percentiles. */
+const throughput = async (contender: Contender, concurrency: number) => {
+  const pool = new Pool(contender.origin, {
+    connections: concurrency,
+    pipelining: 1,
+    keepAliveTimeout: 60_000,
+  })
+  const latencies: Array<number> = []
+  let errors = 0
+  const until = performance.now() + seconds * 1000
+  const worker = async () => {
+    while (performance.now() < until) {
+      const t0 = performance.now()
+      try {
+        const response = await pool.request({
+          path: contender.path,
+          method: "POST",
+          headers: { "content-type": "application/json", ...contender.headers },
+          body: payload(contender, false),
+        })
+        await response.body.text()
+        if (response.statusCode !== 200) errors++
+        else latencies.push(performance.now() - t0)
+      } catch {
+        errors++
+      }
+    }
+  }
+  const started = performance.now()
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  const elapsed = (performance.now() - started) / 1000
+  await pool.close()
+  return {
+    rps: latencies.length / elapsed,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    errors,
+  }
+}
+
+/** Streamed requests: time to the first content chunk (the upstream's first token) at the client. */
+const ttft = async (contender: Contender, n: number, concurrency: number) => {
+  const pool = new Pool(contender.origin, { connections: concurrency, keepAliveTimeout: 60_000 })
+  const values: Array<number> = []
+  let next = 0
+  const worker = async () => {
+    while (next++ < n) {
+      const t0 = performance.now()
+      const response = await pool.request({
+        path: contender.path,
+        method: "POST",
+        headers: { "content-type": "application/json", ...contender.headers },
+        body: payload(contender, true),
+      })
+      let seen = false
+      for await (const part of response.body) {
+        if (!seen && part.toString().includes('"content":"Hello')) {
+          seen = true
+          values.push(performance.now() - t0)
+        }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  await pool.close()
+  return { p50: percentile(values, 50), p99: percentile(values, 99) }
+}
+
+/** Streamed requests aborted at the first content: abort → the upstream's socket closes. */
+const cancelPropagation = async (contender: Contender, upstream: string, n: number) => {
+  const values: Array<number> = []
+  for (let i = 0; i < n; i++) {
+    const marker = `cancel ${contender.name} ${i} ${Date.now()}`
+    const controller = new AbortController()
+    const response = await fetch(`${contender.origin}${contender.path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...contender.headers },
+      body: payload(contender, true, marker),
+      signal: controller.signal,
+    })
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+    for (;;) {
+      const part = await reader.read()
+      if (part.done || new TextDecoder().decode(part.value).includes('"content":"Hello')) break
+    }
+    const abortedAt = performance.timeOrigin + performance.now()
+    controller.abort()
+    for (let wait = 0; wait < 200; wait++) {
+      const stats = (await (await fetch(`${upstream}/stats`)).json()) as {
+        closes: Array<{ marker: string; at: number }>
+      }
+      const close = stats.closes.find((c) => c.marker === marker)
+      if (close) {
+        values.push(close.at - abortedAt)
+        break
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+  return { p50: percentile(values, 50), p99: percentile(values, 99), n: values.length }
+}
+
+const main = async () => {
+  const upstreamPort = await startPrinting([
+    "bench/upstream.ts",
+    "--port",
+    "0",
+    "--ttft-ms",
+    "20",
+    "--tokens",
+    "20",
+    "--token-ms",
+    "2",
+  ])
+  const upstream = `http://127.0.0.1:${upstreamPort}`
+  const proxyPort = await startPrinting(["bench/proxy.ts", "--port", "0", "--target", `${upstream}/v1`])
+  const dacPort = await freePort()
+  const dataDir = mkdtempSync(join(tmpdir(), "dac-bench-"))
+  const dac = spawn(node, ["--disable-warning=ExperimentalWarning", "src/main.ts"], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: {
+      ...process.env,
+      PORT: String(dacPort),
+      HOST: "127.0.0.1",
+      DATA_DIR: dataDir,
+      LOG_LEVEL: "Error",
+      OPENAI_BASE_URL: `${upstream}/v1`,
+      OPENAI_API_KEY: "sk-bench",
+      OPENAI_RPS: "1000000",
+      OPENAI_BURST: "1000000",
+      OPENAI_CONCURRENCY: "100000",
+      OPENAI_MAX_QUEUE: "100000",
+    },
+  })
+  children.push(dac)
+  await waitHealthy(`http://127.0.0.1:${dacPort}/health`)
+
+  const contenders: Array<Contender> = [
+    { name: "direct", origin: upstream, path: "/v1/chat/completions", headers: {}, model: "bench" },
+    {
+      name: "bare proxy",
+      origin: `http://127.0.0.1:${proxyPort}`,
+      path: "/v1/chat/completions",
+      headers: {},
+      model: "bench",
+    },
+    {
+      name: "DAC",
+      origin: `http://127.0.0.1:${dacPort}`,
+      path: "/v1/chat/completions",
+      headers: { authorization: "Bearer bench" },
+      model: "openai/bench",
+    },
+  ]
+  const portkeyEntry = join(
+    "bench",
+    ".portkey",
+    "node_modules",
+    "@portkey-ai",
+    "gateway",
+    "build",
+    "start-server.js",
+  )
+  if (existsSync(portkeyEntry)) {
+    const portkeyPort = await freePort()
+    const portkey = spawn(node, [portkeyEntry, `--port=${portkeyPort}`, "--headless"], {
+      stdio: ["ignore", "ignore", "inherit"],
+    })
+    children.push(portkey)
+    await waitHealthy(`http://127.0.0.1:${portkeyPort}/`)
+    contenders.push({
+      name: "Portkey",
+      origin: `http://127.0.0.1:${portkeyPort}`,
+      path: "/v1/chat/completions",
+      headers: {
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": `${upstream}/v1`,
+        authorization: "Bearer sk-bench",
+      },
+      model: "bench",
+    })
+  } else {
+    console.error("Portkey is not installed (npm run bench:portkey); comparing without it")
+  }
+
+  // Warm every path once.
+  for (const contender of contenders) await throughput(contender, 10)
+
+  type Row = Record<string, number | string>
+  const results: Record<
+    string,
+    Record<number, Array<{ rps: number; p50: number; p99: number; errors: number }>>
+  > = {}
+  for (let round = 0; round < rounds; round++) {
+    for (const concurrency of concurrencies) {
+      for (const contender of contenders) {
+        const result = await throughput(contender, concurrency)
+        ;((results[contender.name] ??= {})[concurrency] ??= []).push(result)
+        console.error(`round ${round + 1} ${contender.name} c=${concurrency}: ${result.rps.toFixed(0)} req/s`)
+      }
+    }
+  }
+  const rows: Array<Row> = []
+  const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
+  for (const concurrency of concurrencies) {
+    const proxyRps = mean(results["bare proxy"]![concurrency]!.map((r) => r.rps))
+    const directP50 = mean(results.direct![concurrency]!.map((r) => r.p50))
+    const directP99 = mean(results.direct![concurrency]!.map((r) => r.p99))
+    for (const contender of contenders) {
+      const runs = results[contender.name]![concurrency]!
+      rows.push({
+        concurrency,
+        contender: contender.name,
+        "req/s": mean(runs.map((r) => r.rps)),
+        "× bare proxy": mean(runs.map((r) => r.rps)) / proxyRps,
+        "p50 ms": mean(runs.map((r) => r.p50)),
+        "p99 ms": mean(runs.map((r) => r.p99)),
+        "+p50 over direct": mean(runs.map((r) => r.p50)) - directP50,
+        "+p99 over direct": mean(runs.map((r) => r.p99)) - directP99,
+        errors: runs.reduce((sum, r) => sum + r.errors, 0),
+      })
+    }
+  }
+  const streaming: Array<Row> = []
+  for (const contender of contenders) {
+    const t = await ttft(contender, 200, 10)
+    const c = contender.name === "direct" ? undefined : await cancelPropagation(contender, upstream, 30)
+    streaming.push({
+      contender: contender.name,
+      "TTFT p50 ms": t.p50,
+      "TTFT p99 ms": t.p99,
+      "cancel→upstream close p50 ms": c?.p50 ?? Number.NaN,
+      "cancel→upstream close p99 ms": c?.p99 ?? Number.NaN,
+    })
+  }
+  const text = `${table(rows)}\n\n${table(streaming)}`
+  console.log(text)
+  const date = new Date().toISOString().slice(0, 10)
+  mkdirSync("bench/results", { recursive: true })
+  writeFileSync(
+    `bench/results/${date}.json`,
+    JSON.stringify({ date, seconds, rounds, concurrencies, throughput: rows, streaming }, null, 2),
+  )
+  writeFileSync(
+    `bench/results/${date}.md`,
+    `# Benchmark ${date}\n\nUpstream: TTFT 20 ms, 20 tokens 2 ms apart; ${seconds} s per run, ${rounds} rounds alternated; 2-core machine, loopback.\n\n\`\`\`\n${text}\n\`\`\`\n`,
+  )
+  rmSync(dataDir, { recursive: true, force: true })
+}
+
+try {
+  await main()
+} finally {
+  for (const child of children) child.kill("SIGTERM")
+}
