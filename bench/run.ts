@@ -264,7 +264,9 @@ const main = async () => {
     for (const concurrency of concurrencies) {
       for (const contender of contenders) {
         const result = await throughput(contender, concurrency)
-        ;((results[contender.name] ??= {})[concurrency] ??= []).push(result)
+        const byConcurrency = results[contender.name] ?? {}
+        results[contender.name] = byConcurrency
+        byConcurrency[concurrency] = [...(byConcurrency[concurrency] ?? []), result]
         console.error(`round ${round + 1} ${contender.name} c=${concurrency}: ${result.rps.toFixed(0)} req/s`)
       }
     }
