@@ -185,13 +185,16 @@ const main = async () => {
   const proxyPort = await startPrinting(["bench/proxy.ts", "--port", "0", "--target", `${upstream}/v1`])
   const dacPort = await freePort()
   const dataDir = mkdtempSync(join(tmpdir(), "dac-bench-"))
+  const { DATABASE_URL: _, ...inherited } = process.env
   const dac = spawn(node, ["--disable-warning=ExperimentalWarning", "src/main.ts"], {
     stdio: ["ignore", "ignore", "inherit"],
     env: {
-      ...process.env,
+      ...inherited,
       PORT: String(dacPort),
       HOST: "127.0.0.1",
       DATA_DIR: dataDir,
+      // DAC on a real PostgreSQL instead of its embedded store, when given one.
+      ...(process.env.BENCH_DATABASE_URL ? { DATABASE_URL: process.env.BENCH_DATABASE_URL } : {}),
       LOG_LEVEL: "Error",
       OPENAI_BASE_URL: `${upstream}/v1`,
       OPENAI_API_KEY: "sk-bench",
