@@ -14,10 +14,11 @@ import {
 } from "../domain/errors.ts"
 import { newRequestId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
 import type { ProviderError } from "../domain/provider-errors.ts"
-import type { Message } from "../domain/thread.ts"
+import type { Message, Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
+import type { RequestLogEntry } from "../store/request-log-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
 import { Coalescer, coalesceKey, conversationKey, type LeaderTurn } from "./coalescer.ts"
 import { type Generation, type GenerationOutcome, Generations } from "./generations.ts"
@@ -96,6 +97,31 @@ export class Turns extends Context.Service<
       const coalescer = yield* Coalescer
       const pacer = yield* Pacer
 
+      /** One request-log row for a request of this turn; `outcome` fills in what happened. */
+      const logRequest = (
+        input: TurnInput,
+        requestId: RequestId,
+        startedAt: number,
+        outcome: Pick<RequestLogEntry, "coalesce" | "status" | "error_code" | "queue_wait_ms" | "ttft_ms"> & {
+          readonly usage: Usage | null
+        },
+      ) =>
+        requestLog.record({
+          request_id: requestId,
+          org_id: input.org,
+          thread_id: input.threadId,
+          provider: input.body.provider,
+          model: input.body.model,
+          coalesce: outcome.coalesce,
+          status: outcome.status,
+          error_code: outcome.error_code,
+          queue_wait_ms: outcome.queue_wait_ms,
+          ttft_ms: outcome.ttft_ms,
+          latency_ms: performance.now() - startedAt,
+          input_tokens: outcome.usage?.input_tokens ?? null,
+          output_tokens: outcome.usage?.output_tokens ?? null,
+        })
+
       const record = (
         input: TurnInput,
         requestId: RequestId,
@@ -107,13 +133,7 @@ export class Turns extends Context.Service<
           if (recorded) return
           recorded = true
           const done = outcome === "detached" ? null : outcome
-          const usage = done?._tag === "Completed" && coalesce === "leader" ? done.usage : null
-          requestLog.record({
-            request_id: requestId,
-            org_id: input.org,
-            thread_id: input.threadId,
-            provider: input.body.provider,
-            model: input.body.model,
+          logRequest(input, requestId, startedAt, {
             coalesce,
             status:
               done === null || done._tag === "Cancelled"
@@ -124,9 +144,8 @@ export class Turns extends Context.Service<
             error_code: done?._tag === "Failed" ? done.error.code : null,
             queue_wait_ms: done?.queueWaitMs ?? null,
             ttft_ms: done?.ttftMs ?? null,
-            latency_ms: performance.now() - startedAt,
-            input_tokens: usage?.input_tokens ?? null,
-            output_tokens: usage?.output_tokens ?? null,
+            // Usage is counted once: on the leader's row.
+            usage: done?._tag === "Completed" && coalesce === "leader" ? done.usage : null,
           })
         }
       }
@@ -254,20 +273,13 @@ export class Turns extends Context.Service<
             Effect.tapError((error) =>
               Effect.sync(() => {
                 if (error._tag === "PacerQueueFull") {
-                  requestLog.record({
-                    request_id: requestId,
-                    org_id: input.org,
-                    thread_id: input.threadId,
-                    provider: input.body.provider,
-                    model: input.body.model,
+                  logRequest(input, requestId, startedAt, {
                     coalesce: "bypass",
                     status: "rejected",
                     error_code: error.code,
                     queue_wait_ms: null,
                     ttft_ms: null,
-                    latency_ms: performance.now() - startedAt,
-                    input_tokens: null,
-                    output_tokens: null,
+                    usage: null,
                   })
                 }
               }),

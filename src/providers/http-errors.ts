@@ -48,27 +48,58 @@ const parseRetryAfter = (value: string, now: number): number | undefined => {
   return Number.isNaN(at) ? undefined : Math.max(0, at - now)
 }
 
-/**
- * The longest reset among the limits that are used up (remaining 0), else among all of them:
- * a retry before the exhausted limit resets is wasted.
- */
-const resetFromLimits = (
+/** The reset of each named limit (ms from now) and whether that limit is used up (remaining 0). */
+const limitResets = (
   headers: ResponseHeaders,
   names: ReadonlyArray<string>,
   resetOf: (name: string) => string,
   remainingOf: (name: string) => string,
   parse: (value: string) => number | undefined,
-): number | undefined => {
-  let exhausted: number | undefined
-  let any: number | undefined
+) => {
+  const resets: Array<{ readonly ms: number; readonly exhausted: boolean }> = []
   for (const name of names) {
     const raw = header(headers, resetOf(name))
     const ms = raw === undefined ? undefined : parse(raw)
     if (ms === undefined || ms <= 0) continue
-    any = Math.max(any ?? 0, ms)
-    if (header(headers, remainingOf(name))?.trim() === "0") exhausted = Math.max(exhausted ?? 0, ms)
+    resets.push({ ms, exhausted: header(headers, remainingOf(name))?.trim() === "0" })
   }
-  return exhausted ?? any
+  return resets
+}
+
+const longest = (resets: ReadonlyArray<{ readonly ms: number }>) =>
+  resets.length === 0 ? undefined : Math.max(...resets.map((r) => r.ms))
+
+/** OpenAI's `x-ratelimit-*` and Anthropic's `anthropic-ratelimit-*` (RFC 3339) limits, in that order. */
+const providerLimitResets = (headers: ResponseHeaders, now: number) => [
+  limitResets(
+    headers,
+    openAiLimits,
+    (n) => `x-ratelimit-reset-${n}`,
+    (n) => `x-ratelimit-remaining-${n}`,
+    parseDurationMs,
+  ),
+  limitResets(
+    headers,
+    anthropicLimits,
+    (n) => `anthropic-ratelimit-${n}-reset`,
+    (n) => `anthropic-ratelimit-${n}-remaining`,
+    (value) => {
+      const at = Date.parse(value)
+      return Number.isNaN(at) ? undefined : at - now
+    },
+  ),
+]
+
+/**
+ * The longest reset among the limits that are used up, else among all of them: a retry before the
+ * exhausted limit resets is wasted.
+ */
+const resetFromLimits = (headers: ResponseHeaders, now: number): number | undefined => {
+  for (const resets of providerLimitResets(headers, now)) {
+    const found = longest(resets.filter((r) => r.exhausted)) ?? longest(resets)
+    if (found !== undefined) return found
+  }
+  return undefined
 }
 
 const openAiLimits = ["requests", "tokens"]
@@ -95,38 +126,11 @@ const retryInfoMs = (details: unknown): number | undefined => {
  * pacer can hold the next call instead of earning a 429. Undefined while every limit has room.
  */
 export const exhaustedResetMs = (headers: ResponseHeaders, now: number): number | undefined => {
-  const exhausted = (
-    names: ReadonlyArray<string>,
-    resetOf: (name: string) => string,
-    remainingOf: (name: string) => string,
-    parse: (value: string) => number | undefined,
-  ) => {
-    let longest: number | undefined
-    for (const name of names) {
-      if (header(headers, remainingOf(name))?.trim() !== "0") continue
-      const raw = header(headers, resetOf(name))
-      const ms = raw === undefined ? undefined : parse(raw)
-      if (ms !== undefined && ms > 0) longest = Math.max(longest ?? 0, ms)
-    }
-    return longest
+  for (const resets of providerLimitResets(headers, now)) {
+    const found = longest(resets.filter((r) => r.exhausted))
+    if (found !== undefined) return found
   }
-  return (
-    exhausted(
-      openAiLimits,
-      (n) => `x-ratelimit-reset-${n}`,
-      (n) => `x-ratelimit-remaining-${n}`,
-      parseDurationMs,
-    ) ??
-    exhausted(
-      anthropicLimits,
-      (n) => `anthropic-ratelimit-${n}-reset`,
-      (n) => `anthropic-ratelimit-${n}-remaining`,
-      (value) => {
-        const at = Date.parse(value)
-        return Number.isNaN(at) ? undefined : at - now
-      },
-    )
-  )
+  return undefined
 }
 
 /**
@@ -140,26 +144,7 @@ export const retryAfterMs = (headers: ResponseHeaders, details: unknown, now: nu
   const after = header(headers, "retry-after")
   const fromAfter = after === undefined ? undefined : parseRetryAfter(after, now)
   if (fromAfter !== undefined) return fromAfter
-  return (
-    retryInfoMs(details) ??
-    resetFromLimits(
-      headers,
-      openAiLimits,
-      (n) => `x-ratelimit-reset-${n}`,
-      (n) => `x-ratelimit-remaining-${n}`,
-      parseDurationMs,
-    ) ??
-    resetFromLimits(
-      headers,
-      anthropicLimits,
-      (n) => `anthropic-ratelimit-${n}-reset`,
-      (n) => `anthropic-ratelimit-${n}-remaining`,
-      (value) => {
-        const at = Date.parse(value)
-        return Number.isNaN(at) ? undefined : at - now
-      },
-    )
-  )
+  return retryInfoMs(details) ?? resetFromLimits(headers, now)
 }
 
 /** What the error envelopes of OpenAI, Anthropic, Gemini and OpenRouter have in common. */
