@@ -162,41 +162,34 @@ export class Turns extends Context.Service<
           temperature: body.temperature,
           maxTokens: body.max_tokens,
         }
-        if (input.conversation !== undefined || input.threadId === null) {
-          const generation = yield* generations.start({
-            org: input.org,
-            ticket,
-            requestId,
-            adapter,
-            startedAt,
-            assistantMessage: undefined,
-            request: {
-              ...request,
-              messages: input.conversation ?? [{ role: "user", content: body.content }],
-            },
-          })
-          return { userMessage: null, generation }
-        }
-        const started = yield* messages
-          .startTurn({
-            org: input.org,
-            threadId: input.threadId,
-            requestId,
-            content: body.content,
-            provider: body.provider,
-            model: body.model,
-          })
-          .pipe(Effect.onError(() => Effect.sync(ticket.abandon)))
+        // A stateless completion brings its conversation; a thread turn stores the user's message
+        // and a pending reply, and sends the thread's history.
+        const stored =
+          input.conversation !== undefined || input.threadId === null
+            ? undefined
+            : yield* messages
+                .startTurn({
+                  org: input.org,
+                  threadId: input.threadId,
+                  requestId,
+                  content: body.content,
+                  provider: body.provider,
+                  model: body.model,
+                })
+                .pipe(Effect.onError(() => Effect.sync(ticket.abandon)))
         const generation = yield* generations.start({
           org: input.org,
           ticket,
           requestId,
           adapter,
           startedAt,
-          assistantMessage: started.assistantMessage,
-          request: { ...request, messages: started.history },
+          assistantMessage: stored?.assistantMessage,
+          request: {
+            ...request,
+            messages: stored?.history ?? input.conversation ?? [{ role: "user", content: body.content }],
+          },
         })
-        return { userMessage: started.userMessage, generation }
+        return { userMessage: stored?.userMessage ?? null, generation }
       })
 
       const startAs = Effect.fn("Turns.start")(function* (input: TurnInput, requestId: RequestId) {
