@@ -305,6 +305,8 @@ const main = async () => {
       "TTFT p99 ms": t.p99,
       "cancel→upstream close p50 ms": c?.p50 ?? Number.NaN,
       "cancel→upstream close p99 ms": c?.p99 ?? Number.NaN,
+      // An upstream request that was never aborted (within 1 s) is not counted above.
+      "upstream aborted": c === undefined ? "-" : `${c.n}/30`,
     })
   }
   const text = `${table(rows)}\n\n${table(streaming)}`
