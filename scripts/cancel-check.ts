@@ -4,9 +4,9 @@
  * socket closed and cancel → the client's terminal event; exits non-zero when p99 ≥ 300 ms.
  *   npm run cancel-check -- [--n 50]
  */
-import { createParser } from "eventsource-parser"
 import { startFakeUpstream } from "../test/support/fake-upstream.ts"
 import { argValue, gatewayFor, percentile, table } from "./harness.ts"
+import { streamTurn } from "./sse.ts"
 
 const n = Number(argValue("--n") ?? "50")
 const upstream = await startFakeUpstream()
@@ -27,52 +27,27 @@ try {
   }
   for (let i = 0; i < n; i++) {
     const before = upstream.calls("openai").length
-    const response = await fetch(`${gateway.baseUrl}/api/threads/${thread.thread_id}/messages/stream`, {
-      method: "POST",
-      headers: { ...headers, "x-dac-coalesce": "off" },
-      body: JSON.stringify({
-        role: "user",
-        content: `cancel me ${i}`,
-        provider: "openai",
-        model: "gpt-4o-mini",
-      }),
-    })
-    let requestId: string | undefined
-    let sawDelta!: () => void
-    const delta = new Promise<void>((resolve) => {
-      sawDelta = resolve
-    })
-    let terminalAt = 0
-    let terminal = ""
-    const parser = createParser({
-      onEvent: (event) => {
-        const data = JSON.parse(event.data)
-        if (data.request_id) requestId = data.request_id
-        if (event.event === "delta") sawDelta()
-        if (event.event === "cancelled" || event.event === "done" || event.event === "error") {
-          terminalAt = performance.now()
-          terminal = event.event ?? ""
-        }
-      },
-    })
-    const reading = (async () => {
-      const decoder = new TextDecoder()
-      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-        parser.feed(decoder.decode(chunk, { stream: true }))
-      }
-    })()
-    await delta
+    const stream = await streamTurn(
+      `${gateway.baseUrl}/api/threads/${thread.thread_id}/messages/stream`,
+      { ...headers, "x-dac-coalesce": "off" },
+      { role: "user", content: `cancel me ${i}`, provider: "openai", model: "gpt-4o-mini" },
+    )
+    const meta = await stream.waitFor((e) => typeof e.data.request_id === "string")
+    await stream.waitFor((e) => e.event === "delta")
     const call = upstream.calls("openai")[before]!
     const cancelAt = performance.now()
-    await fetch(`${gateway.baseUrl}/api/threads/cancel/${requestId}`, {
+    await fetch(`${gateway.baseUrl}/api/threads/cancel/${meta.data.request_id}`, {
       method: "POST",
       headers: { "x-org-id": org },
     })
     const closedAt = await upstream.socketClosedAt(call, 5_000)
-    await reading
-    if (terminal !== "cancelled") failures++
+    const terminal = await stream.waitFor(
+      (e) => e.event === "cancelled" || e.event === "done" || e.event === "error",
+    )
+    await stream.done
+    if (terminal.event !== "cancelled") failures++
     toSocketClose.push(closedAt - cancelAt)
-    toTerminal.push(terminalAt - cancelAt)
+    toTerminal.push(terminal.at - cancelAt)
     if ((i + 1) % 10 === 0) console.error(`${i + 1}/${n} cancels`)
   }
 } finally {

@@ -5,6 +5,7 @@ import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { HttpServer } from "effect/http"
 import { AppConfig } from "../src/config.ts"
 import { appLayer } from "../src/layers.ts"
+import { percentile as nearestRank } from "../src/telemetry/percentiles.ts"
 
 /** The target of a runbook script: `--url` (or BASE_URL), else a gateway of its own on the mock provider. */
 export const gatewayFor = async (env: Record<string, string> = {}) => {
@@ -39,11 +40,12 @@ export const argValue = (name: string): string | undefined => {
   return index >= 0 ? process.argv[index + 1] : undefined
 }
 
-export const percentile = (values: ReadonlyArray<number>, p: number): number => {
-  if (values.length === 0) return Number.NaN
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-}
+/** The gateway's own nearest-rank percentile over unsorted values; NaN (prints as such) for none. */
+export const percentile = (values: ReadonlyArray<number>, p: number): number =>
+  nearestRank(
+    [...values].sort((a, b) => a - b),
+    p,
+  ) ?? Number.NaN
 
 export const table = (rows: ReadonlyArray<Record<string, string | number>>) => {
   const columns = Object.keys(rows[0] ?? {})

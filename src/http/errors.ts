@@ -98,3 +98,8 @@ export const toApiError = (e: DescribedError): ApiError => {
       return new InternalError({ error: detail })
   }
 }
+
+/** `retry-after` wants whole seconds; rounding up never invites a retry too early. */
+export const retryAfterHeader = (retryAfterMs: number) => ({
+  "retry-after": String(Math.ceil(retryAfterMs / 1000)),
+})

@@ -17,7 +17,7 @@ import { ThreadsRepo } from "../store/threads-repo.ts"
 import { summarize } from "../telemetry/performance.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
 import { Api } from "./api.ts"
-import { toApiError, UnavailableError } from "./errors.ts"
+import { retryAfterHeader, toApiError, UnavailableError } from "./errors.ts"
 import { CurrentOrg } from "./org.ts"
 import {
   findGenerationFor,
@@ -146,7 +146,7 @@ const withRetryAfter = <A, E, R>(effect: Effect.Effect<A, E | PacerQueueFull, R>
     Effect.succeed(
       HttpServerResponse.jsonUnsafe(
         { error: { code: error.code, message: error.message, retryable: true } },
-        { status: 429, headers: { "retry-after": String(Math.ceil(error.retryAfterMs / 1000)) } },
+        { status: 429, headers: retryAfterHeader(error.retryAfterMs) },
       ) as unknown as A,
     ),
   ) as Effect.Effect<A, E, R>

@@ -7,7 +7,8 @@ import { firstGenerationFrameId, type GenerationOutcome } from "../engine/genera
 import type { Frame } from "../engine/sse-frames.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
-import type { DescribedError } from "./errors.ts"
+import { type DescribedError, retryAfterHeader } from "./errors.ts"
+import { endListening } from "./stream.ts"
 
 /** OpenAI's message: text content as a string or as text parts. */
 const OpenAiMessage = Schema.Struct({
@@ -62,7 +63,7 @@ const fromDescribed = (error: DescribedError & { readonly retryAfterMs?: number 
     error.status,
     error.code,
     error.message,
-    error.retryAfterMs === undefined ? {} : { "retry-after": String(Math.ceil(error.retryAfterMs / 1000)) },
+    error.retryAfterMs === undefined ? {} : retryAfterHeader(error.retryAfterMs),
   )
 
 /**
@@ -105,14 +106,14 @@ const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) =>
     model,
     choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
   })
-  let terminal: string | undefined
+  let lastType: string | undefined
   const body = turn.generation.listen(turn.requestId, firstGenerationFrameId - 1).pipe(
     Stream.flatMap((f: Frame) => {
+      lastType = f.type
       switch (f.type) {
         case "delta":
           return Stream.succeed(sse(chunk({ content: f.data.text }, null)))
-        case "done": {
-          terminal = f.type
+        case "done":
           return Stream.unwrap(
             Effect.map(Deferred.await(turn.generation.outcome), (outcome) => {
               const usage = usageOf(outcome)
@@ -122,15 +123,10 @@ const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) =>
               return Stream.fromIterable(parts)
             }),
           )
-        }
         case "error":
-          terminal = f.type
           return Stream.succeed(
             sse({ error: { message: f.data.message, type: "api_error", param: null, code: f.data.code } }),
           )
-        case "cancelled":
-          terminal = f.type
-          return Stream.empty
         default:
           return Stream.empty
       }
@@ -144,13 +140,7 @@ const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) =>
     ),
   )
   return Stream.concat(Stream.succeed(sse(chunk({ role: "assistant", content: "" }, null))), body).pipe(
-    Stream.onExit((exit) => {
-      if (Exit.isSuccess(exit) && (terminal === "done" || terminal === "error")) {
-        return Effect.map(Deferred.await(turn.generation.outcome), (outcome) => turn.record(outcome))
-      }
-      turn.record("detached")
-      return turn.generation.detach(turn.requestId)
-    }),
+    Stream.onExit((exit) => endListening(turn.generation, turn.requestId, exit, lastType, turn.record)),
   )
 }
 

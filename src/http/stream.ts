@@ -2,7 +2,7 @@ import { Deferred, Effect, Exit, Option, Stream } from "effect"
 import { HttpServerResponse } from "effect/http"
 import type { OrgId, RequestId } from "../domain/ids.ts"
 import type { Message } from "../domain/thread.ts"
-import { firstGenerationFrameId, type Generation } from "../engine/generations.ts"
+import { firstGenerationFrameId, type Generation, type GenerationOutcome } from "../engine/generations.ts"
 import { frame, keepaliveBytes } from "../engine/sse-frames.ts"
 import type { StartedTurn } from "../engine/turns.ts"
 
@@ -35,7 +35,27 @@ const headFrames = (requestId: RequestId, generation: Generation, coalesce: stri
     .filter((f) => f.id > afterId)
     .map((f) => f.bytes)
 
+/** The generation's own end: after it, the outcome is known (a `cancelled` may be one request's). */
 const isGenerationTerminal = (type: string | undefined) => type === "done" || type === "error"
+
+/**
+ * What a listener's stream does when it ends, whatever format it spoke: after the generation's own
+ * terminal frame, report the outcome; otherwise the request left (cancel, hang-up, slow), so report
+ * it detached and detach it (which stops the generation when it was the last one).
+ */
+export const endListening = (
+  generation: Generation,
+  requestId: RequestId,
+  exit: Exit.Exit<unknown, unknown>,
+  lastType: string | undefined,
+  onEnd: (outcome: GenerationOutcome | "detached") => void,
+): Effect.Effect<void> => {
+  if (Exit.isSuccess(exit) && isGenerationTerminal(lastType)) {
+    return Effect.map(Deferred.await(generation.outcome), onEnd)
+  }
+  onEnd("detached")
+  return generation.detach(requestId)
+}
 
 /**
  * One request listening to a generation: its head frames, then the generation's frames after
@@ -47,7 +67,7 @@ export const listenStream = (
   generation: Generation,
   coalesce: string,
   afterId: number,
-  onEnd: (outcome: Exit.Exit<unknown, unknown> | "detached") => void,
+  onEnd: (outcome: GenerationOutcome | "detached") => void,
 ): Stream.Stream<Uint8Array> => {
   let lastType: string | undefined
   let lastId = afterId
@@ -69,28 +89,12 @@ export const listenStream = (
   )
   return withKeepalive(
     Stream.concat(Stream.fromIterable(headFrames(requestId, generation, coalesce, afterId)), frames),
-  ).pipe(
-    Stream.onExit((exit) => {
-      if (Exit.isSuccess(exit) && isGenerationTerminal(lastType)) {
-        return Effect.map(Deferred.await(generation.outcome), (outcome) => onEnd(Exit.succeed(outcome)))
-      }
-      onEnd("detached")
-      return generation.detach(requestId)
-    }),
-  )
+  ).pipe(Stream.onExit((exit) => endListening(generation, requestId, exit, lastType, onEnd)))
 }
 
 /** A fresh streamed turn. */
 export const turnStream = (turn: StartedTurn) =>
-  sseResponse(
-    listenStream(turn.requestId, turn.generation, turn.coalesce, -1, (end) => {
-      if (end !== "detached" && Exit.isSuccess(end)) {
-        turn.record(end.value as Parameters<StartedTurn["record"]>[0])
-      } else {
-        turn.record("detached")
-      }
-    }),
-  )
+  sseResponse(listenStream(turn.requestId, turn.generation, turn.coalesce, -1, turn.record))
 
 /**
  * A finished reply no longer in memory, from the store: the whole text as one `delta`, then its
