@@ -52,6 +52,12 @@ export interface OtelSettings {
   readonly metricIntervalMs: number
 }
 
+/** Where a configured model alias routes (`MODEL_ALIASES`). */
+export interface ModelTarget {
+  readonly provider: ProviderName
+  readonly model: string
+}
+
 export interface AppConfigShape {
   readonly port: number
   readonly host: string
@@ -70,6 +76,8 @@ export interface AppConfigShape {
   readonly upstream: UpstreamTimeouts
   readonly mock: MockSettings
   readonly otel: OtelSettings
+  /** `MODEL_ALIASES`: alias → provider and model, for `/v1/chat/completions` (empty: none). */
+  readonly modelAliases: ReadonlyMap<string, ModelTarget>
 }
 
 const defaultBaseUrls: Record<ProviderName, string> = {
@@ -109,6 +117,52 @@ const providerConfig = (name: ProviderName) => {
     maxQueue: nonNegativeInt(`${p}_MAX_QUEUE`, name === "mock" ? 100_000 : 1_000),
   })
 }
+
+/**
+ * `alias=provider/model,…` (whitespace around entries and names ignored, empty entries skipped):
+ * the aliases, or what is wrong with the text.
+ */
+export const parseModelAliases = (text: string): Map<string, ModelTarget> | string => {
+  const aliases = new Map<string, ModelTarget>()
+  for (const raw of text.split(",")) {
+    const entry = raw.trim()
+    if (entry === "") continue
+    const eq = entry.indexOf("=")
+    if (eq < 0) return `entry "${entry}" has no "=" (expected alias=provider/model)`
+    const alias = entry.slice(0, eq).trim()
+    const target = entry.slice(eq + 1).trim()
+    if (alias === "") return `entry "${entry}" has an empty alias`
+    const slash = target.indexOf("/")
+    const provider = target.slice(0, Math.max(slash, 0)).trim()
+    const model = target.slice(slash + 1).trim()
+    if (slash < 0 || provider === "" || model === "") {
+      return `alias "${alias}": target "${target}" is not provider/model`
+    }
+    if (!isProviderName(provider)) {
+      return `alias "${alias}": unknown provider "${provider}" (expected one of ${providerNames.join(", ")})`
+    }
+    if (aliases.has(alias)) return `duplicate alias "${alias}"`
+    aliases.set(alias, { provider, model })
+  }
+  return aliases
+}
+
+const modelAliases = Config.schema(
+  Schema.String.check(
+    Schema.makeFilter((text) => {
+      const parsed = parseModelAliases(text)
+      return typeof parsed === "string" ? parsed : undefined
+    }),
+  ),
+  "MODEL_ALIASES",
+).pipe(
+  Config.withDefault(""),
+  // The check above already refused a text that does not parse.
+  Config.map((text): ReadonlyMap<string, ModelTarget> => {
+    const parsed = parseModelAliases(text)
+    return typeof parsed === "string" ? new Map() : parsed
+  }),
+)
 
 export const appConfig = Config.all({
   // 0 asks the OS for a free port (tests do).
@@ -154,6 +208,7 @@ export const appConfig = Config.all({
     traceDelayMs: positiveInt("OTEL_BSP_SCHEDULE_DELAY", 5_000),
     metricIntervalMs: positiveInt("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
   }),
+  modelAliases,
   mock: Config.all({
     ttftMs: nonNegativeInt("MOCK_TTFT_MS", 20),
     tokens: positiveInt("MOCK_TOKENS", 24),

@@ -24,6 +24,24 @@ describe("configuration", () => {
     expect(config.coalesceErrorTtlMs).toBe(2000)
     expect(config.providers.openai.baseUrl).toBe("https://api.openai.com/v1")
     expect(Option.isNone(config.providers.openai.apiKey)).toBe(true)
+    expect(config.modelAliases.size).toBe(0)
+  })
+
+  it("reads model aliases, trimming whitespace and skipping empty entries", async () => {
+    const result = await load({
+      MODEL_ALIASES:
+        " fast = mock/faststream-ttft , gpt-4o-mini=openai/gpt-4o-mini,,router=openrouter/meta-llama/llama-3-8b, ",
+    })
+    if (result._tag !== "Success") throw new Error("expected success")
+    expect([...result.success.modelAliases]).toEqual([
+      ["fast", { provider: "mock", model: "faststream-ttft" }],
+      ["gpt-4o-mini", { provider: "openai", model: "gpt-4o-mini" }],
+      // Only the first slash separates the provider: the model keeps the rest.
+      ["router", { provider: "openrouter", model: "meta-llama/llama-3-8b" }],
+    ])
+    const empty = await load({ MODEL_ALIASES: "  " })
+    if (empty._tag !== "Success") throw new Error("expected success")
+    expect(empty.success.modelAliases.size).toBe(0)
   })
 
   it("reads provider settings and strips a trailing slash from base URLs", async () => {
@@ -48,6 +66,28 @@ describe("configuration", () => {
     [{ ANTHROPIC_BASE_URL: "not a url" }, /ANTHROPIC_BASE_URL: Expected a valid URL/],
     [{ COALESCE_ENABLED: "maybe" }, /COALESCE_ENABLED/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL/],
+    [{ MODEL_ALIASES: "fast=mock/faststream-ttft,claude" }, /MODEL_ALIASES: entry "claude" has no "="/],
+    [
+      { MODEL_ALIASES: " = mock/faststream-ttft" },
+      /MODEL_ALIASES: entry "= mock\/faststream-ttft" has an empty alias/,
+    ],
+    [
+      { MODEL_ALIASES: "fast=faststream-ttft" },
+      /MODEL_ALIASES: alias "fast": target "faststream-ttft" is not provider\/model/,
+    ],
+    [{ MODEL_ALIASES: "fast=mock/" }, /MODEL_ALIASES: alias "fast": target "mock\/" is not provider\/model/],
+    [
+      { MODEL_ALIASES: "fast=/faststream-ttft" },
+      /MODEL_ALIASES: alias "fast": target "\/faststream-ttft" is not provider\/model/,
+    ],
+    [
+      { MODEL_ALIASES: "fast=acme/turbo" },
+      /MODEL_ALIASES: alias "fast": unknown provider "acme" \(expected one of openai, /,
+    ],
+    [
+      { MODEL_ALIASES: "fast=mock/faststream-ttft, fast=openai/gpt-4o-mini" },
+      /MODEL_ALIASES: duplicate alias "fast"/,
+    ],
   ])("rejects %o naming the variable", async (env, message) => {
     const result = await load(env)
     expect(result._tag).toBe("Failure")

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto"
-import { Deferred, Effect, Exit, Schema, SchemaIssue, Stream } from "effect"
+import { Deferred, Effect, Exit, Layer, Schema, SchemaIssue, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { AppConfig, type ModelTarget } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
 import { OrgId } from "../domain/ids.ts"
 import { firstGenerationFrameId, type GenerationOutcome } from "../engine/generations.ts"
@@ -144,15 +145,31 @@ const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) =>
   )
 }
 
+/** What a 400 for an unusable `model` says is accepted, written once: the format and up to 10 aliases. */
+const expectedModel = (aliases: ReadonlyMap<string, ModelTarget>) => {
+  const format = `model must be "provider/model" (e.g. "mock/faststream-ttft")`
+  if (aliases.size === 0) return format
+  const names = [...aliases.keys()]
+  const shown = names.slice(0, 10).join(", ")
+  const more = names.length > 10 ? `, … (${names.length} in all)` : ""
+  return `${format} or a configured alias (${shown}${more})`
+}
+
 /**
  * `POST /v1/chat/completions`: OpenAI's request and response shapes (streaming and not), so the
- * official SDKs work unchanged. `model` is `provider/model` (e.g. `mock/faststream-ttft`). The
- * pacer, coalescer (keyed on the whole conversation), fan-out and cancel all apply; nothing is
- * stored as a thread.
+ * official SDKs work unchanged. `model` is a configured alias (`MODEL_ALIASES`, looked up first) or
+ * `provider/model` (e.g. `mock/faststream-ttft`); the response echoes it as sent. The pacer,
+ * coalescer (keyed on the whole conversation), fan-out and cancel all apply; nothing is stored as a
+ * thread.
  */
-export const OpenAiRoute = HttpRouter.add(
-  "POST",
-  "/v1/chat/completions",
+export const OpenAiRoute = Layer.unwrap(
+  Effect.map(AppConfig, ({ modelAliases }) => {
+    const expected = expectedModel(modelAliases)
+    return HttpRouter.add("POST", "/v1/chat/completions", completions(modelAliases, expected))
+  }),
+)
+
+const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedModel: string) =>
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const turns = yield* Turns
@@ -173,13 +190,10 @@ export const OpenAiRoute = HttpRouter.add(
       return openAiError(400, "invalid_request", issues)
     }
     const body = decoded.value
-    const slash = body.model.indexOf("/")
-    if (slash <= 0 || slash === body.model.length - 1) {
-      return openAiError(
-        400,
-        "model_not_found",
-        `model must be "provider/model" (e.g. "mock/faststream-ttft"), got "${body.model}"`,
-      )
+    const alias = modelAliases.get(body.model)
+    const slash = alias === undefined ? body.model.indexOf("/") : -1
+    if (alias === undefined && (slash <= 0 || slash === body.model.length - 1)) {
+      return openAiError(400, "model_not_found", `${expectedModel}, got "${body.model}"`)
     }
     const conversation: Array<ChatMessage> = body.messages.map((m) => ({
       role: m.role === "developer" ? "system" : m.role,
@@ -189,8 +203,8 @@ export const OpenAiRoute = HttpRouter.add(
     const chat: ChatRequest = {
       role: "user",
       content: conversation.at(-1)!.content,
-      provider: body.model.slice(0, slash),
-      model: body.model.slice(slash + 1),
+      provider: alias === undefined ? body.model.slice(0, slash) : alias.provider,
+      model: alias === undefined ? body.model.slice(slash + 1) : alias.model,
       ...(body.temperature == null ? {} : { temperature: body.temperature }),
       ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
     }
@@ -234,5 +248,4 @@ export const OpenAiRoute = HttpRouter.add(
       ],
       usage: usageOf(outcome),
     })
-  }),
-)
+  })

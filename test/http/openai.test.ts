@@ -18,6 +18,7 @@ beforeAll(async () => {
     MOCK_TOKEN_INTERVAL_MS: "1",
     MOCK_CONCURRENCY: "1",
     MOCK_MAX_QUEUE: "0",
+    MODEL_ALIASES: "fast=mock/faststream-ttft, gpt-4o-mini=openai/gpt-4o-mini",
   })
   // The official SDK, pointed at DAC and changed in nothing else (no retries, to see each answer).
   client = new OpenAI({ apiKey: "sk-dac-test", baseURL: `${gateway.baseUrl}/v1`, maxRetries: 0 })
@@ -110,6 +111,53 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     const call = upstream.calls("openai").at(-1)!
     const closedAt = await upstream.socketClosedAt(call, 2_000)
     expect(closedAt - abortedAt).toBeLessThan(1_000)
+  })
+
+  it("routes a configured alias and echoes the alias as the model", async () => {
+    const completion = await client.chat.completions.create({
+      model: "fast",
+      messages: [{ role: "user", content: `alias ${crypto.randomUUID()}` }],
+    })
+    expect(completion.model).toBe("fast")
+    expect(completion.choices[0]!.message.content).toBe(mockReplyText(tokens))
+
+    // An alias named like an OpenAI model reaches that provider with the target's model.
+    upstream.on("openai", { transcript: "openai-chat-stream" })
+    const relayed = await client.chat.completions.create({
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: `alias ${crypto.randomUUID()}` }],
+    })
+    expect(relayed.model).toBe("gpt-4o-mini")
+    expect(relayed.choices[0]!.message.content).toBe("The capital of the UK is London.")
+    expect(upstream.calls("openai")).toHaveLength(1)
+    expect(upstream.calls("openai")[0]!.body).toMatchObject({ model: "gpt-4o-mini" })
+  })
+
+  it("streams through an alias", async () => {
+    const stream = await client.chat.completions.create({
+      model: "fast",
+      messages: [{ role: "user", content: `alias stream ${crypto.randomUUID()}` }],
+      stream: true,
+    })
+    let text = ""
+    const models = new Set<string>()
+    for await (const chunk of stream) {
+      models.add(chunk.model)
+      text += chunk.choices[0]?.delta.content ?? ""
+    }
+    expect(text).toBe(mockReplyText(tokens))
+    expect(models).toEqual(new Set(["fast"]))
+  })
+
+  it("refuses a model that is neither an alias nor provider/model, naming the aliases", async () => {
+    const error = await client.chat.completions
+      .create({ model: "gpt-5-turbo", messages: [{ role: "user", content: "x" }] })
+      .catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError)
+    const bad = error as InstanceType<typeof OpenAI.BadRequestError>
+    expect(bad.status).toBe(400)
+    expect(bad.code).toBe("model_not_found")
+    expect(bad.message).toContain('or a configured alias (fast, gpt-4o-mini), got "gpt-5-turbo"')
   })
 
   it("raises the SDK's own typed errors", async () => {
