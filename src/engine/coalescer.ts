@@ -4,6 +4,7 @@ import type { ChatRequest } from "../domain/chat.ts"
 import type { OrgId, ThreadId } from "../domain/ids.ts"
 import type { Message } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
+import { makeDeadlines } from "./deadlines.ts"
 import type { Generation } from "./generations.ts"
 
 /** What followers share with the leader: the stored user message and the running generation. */
@@ -64,14 +65,15 @@ export class Coalescer extends Context.Service<
     /** The leader could not start (bad thread, …): forget the key so the next request leads. */
     readonly abandon: (key: string) => void
     /** The leader's generation ended: keep the key for the TTL that fits the outcome. */
-    readonly settle: (key: string, outcome: "Completed" | "Failed" | "Cancelled") => Effect.Effect<void>
+    readonly settle: (key: string, outcome: "Completed" | "Failed" | "Cancelled") => void
   }
 >()("dac/engine/Coalescer") {
   static readonly layer = Layer.effect(
     Coalescer,
     Effect.gen(function* () {
       const config = yield* AppConfig
-      const scope = yield* Effect.scope
+      const deadlines = makeDeadlines()
+      yield* Effect.addFinalizer(() => Effect.sync(deadlines.clear))
       // Any E: the map holds leads of one error type per caller (Turns), erased here.
       const leads = new Map<string, Lead<unknown>>()
 
@@ -83,14 +85,13 @@ export class Coalescer extends Context.Service<
         return { _tag: "Leader", lead }
       }
 
-      const forgetAfter = (key: string, ms: number) =>
-        ms <= 0
-          ? Effect.sync(() => leads.delete(key))
-          : Effect.sleep(ms).pipe(
-              Effect.andThen(Effect.sync(() => leads.delete(key))),
-              Effect.forkIn(scope),
-              Effect.asVoid,
-            )
+      const forgetAfter = (key: string, ms: number) => {
+        const lead = leads.get(key)
+        deadlines.after(ms, () => {
+          // Only the lead that settled: a key forgotten and claimed again belongs to its new leader.
+          if (leads.get(key) === lead) leads.delete(key)
+        })
+      }
 
       return Coalescer.of({
         enabled: config.coalesceEnabled,
@@ -100,15 +101,13 @@ export class Coalescer extends Context.Service<
           leads.delete(key)
         },
         settle: (key, outcome) =>
-          Effect.asVoid(
-            forgetAfter(
-              key,
-              outcome === "Completed"
-                ? config.coalesceResultTtlMs
-                : outcome === "Failed"
-                  ? config.coalesceErrorTtlMs
-                  : 0,
-            ),
+          forgetAfter(
+            key,
+            outcome === "Completed"
+              ? config.coalesceResultTtlMs
+              : outcome === "Failed"
+                ? config.coalesceErrorTtlMs
+                : 0,
           ),
       })
     }),

@@ -11,8 +11,9 @@ import type { ProviderError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
+import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
-import { type Frame, frame } from "./sse-frames.ts"
+import { type Frame, FrameLog, frame } from "./sse-frames.ts"
 
 /** The reply of a stateless completion, shaped like a stored one (it is never written). */
 const transientReply = (outcome: FinishTurn): Message => {
@@ -63,6 +64,8 @@ export interface GenerationSpec {
   readonly assistantMessage: Message | undefined
   /** `performance.now()` when the request arrived: latency is measured from there. */
   readonly startedAt: number
+  /** Called once with the outcome, as it is decided (before anyone awaiting it resumes). */
+  readonly onSettled?: ((outcome: GenerationOutcome) => void) | undefined
 }
 
 /** A listener fell `listenerBuffer` frames behind: its stream ends, and it may resume from `lastId`. */
@@ -129,56 +132,40 @@ export class Generations extends Context.Service<
     Effect.gen(function* () {
       const messages = yield* MessagesRepo
       const scope = yield* Effect.scope
-      const byRequestId = new Map<RequestId, Generation>()
+      const byRequestId = new Map<RequestId, LiveGeneration>()
+      const deadlines = makeDeadlines()
+      yield* Effect.addFinalizer(() => Effect.sync(deadlines.clear))
 
       // A stored turn's reply is written back; a stateless completion's exists only in memory.
       const finish = (stored: Message | undefined, outcome: FinishTurn) =>
         stored === undefined ? Effect.succeed(transientReply(outcome)) : messages.finishTurn(stored, outcome)
 
-      const start = Effect.fn("Generations.start")(function* (spec: GenerationSpec) {
-        const outcome = yield* Deferred.make<GenerationOutcome>()
-        const waiting = new Set<RequestId>()
-        const listeners = new Map<RequestId, Queue.Queue<Frame, SlowListener | Cause.Done>>()
-        const log: Array<Frame> = []
-        const aliases: Array<RequestId> = [spec.requestId]
-        let nextId = firstGenerationFrameId
-        let ended = false
+      const forget = (generation: LiveGeneration) => {
+        generation.findable = false
+        for (const requestId of generation.names) byRequestId.delete(requestId)
+      }
+
+      /** Waits for the pacer, calls upstream, feeds `generation`, and settles it however that ends. */
+      const run = (spec: GenerationSpec, generation: LiveGeneration) => {
         let text = ""
         let ttftMs: number | null = null
         let queueWaitMs = 0
         let usage: Usage | null = null
         let finishReason: string | null = null
 
-        // Synchronous, so a listener registering between two emits sees each frame exactly once.
-        const emit = (type: string, data: Readonly<Record<string, unknown>>) => {
-          const f = frame(nextId++, type, data)
-          log.push(f)
-          for (const [requestId, queue] of listeners) {
-            if (!Queue.offerUnsafe(queue, f)) {
-              listeners.delete(requestId)
-              Queue.failCauseUnsafe(queue, Cause.fail(new SlowListener({ lastId: f.id - 1 })))
-            }
-          }
-          if (type === "done" || type === "error" || type === "cancelled") {
-            ended = true
-            for (const queue of listeners.values()) Queue.endUnsafe(queue)
-            listeners.clear()
-          }
-        }
-
         const upstream = spec.adapter.stream(spec.request).pipe(
           Stream.runForEach((event) => {
             switch (event._tag) {
               case "FirstByte":
                 ttftMs = performance.now() - spec.startedAt
-                emit("meta", { ttft_ms: ttftMs })
+                generation.emit("meta", { ttft_ms: ttftMs })
                 break
               case "RateLimitHint":
                 spec.ticket.pause(event.pauseMs)
                 break
               case "TextDelta":
                 text += event.text
-                emit("delta", { text: event.text })
+                generation.emit("delta", { text: event.text })
                 break
               case "Finish":
                 finishReason = event.reason
@@ -235,7 +222,7 @@ export class Generations extends Context.Service<
               })
               result = { _tag: "Completed", message, ttftMs, latencyMs, queueWaitMs, usage }
               yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
-              emit("done", {
+              generation.emit("done", {
                 message_id: message.message_id,
                 finish_reason: message.finish_reason,
                 usage,
@@ -258,87 +245,34 @@ export class Generations extends Context.Service<
                   error: error.message,
                 })
                 result = { _tag: "Failed", message, error, ttftMs, latencyMs, queueWaitMs }
-                emit("error", { code: error.code, message: error.message, retryable: error.retryable })
+                generation.emit("error", {
+                  code: error.code,
+                  message: error.message,
+                  retryable: error.retryable,
+                })
               } else {
                 result = { _tag: "Cancelled", message, ttftMs, latencyMs, queueWaitMs }
-                emit("cancelled", {})
+                generation.emit("cancelled", {})
               }
             }
-            yield* Deferred.succeed(outcome, result)
-            // Kept a while so late joiners and reconnects are served from the log, not the store.
-            yield* Effect.sleep(finishedRetentionMs).pipe(
-              Effect.andThen(
-                Effect.sync(() => {
-                  for (const requestId of aliases) byRequestId.delete(requestId)
-                }),
-              ),
-              Effect.forkIn(scope),
+            generation.settled()
+            spec.onSettled?.(result)
+            yield* Deferred.succeed(generation.outcome, result)
+            // A stored reply stays joinable from memory a while (late joiners, reconnects), then is
+            // read from the store; a stateless completion has nothing to re-join.
+            deadlines.after(spec.assistantMessage === undefined ? 0 : finishedRetentionMs, () =>
+              forget(generation),
             )
           })
 
-        const fiber = yield* consume.pipe(
-          Effect.onExit(settle),
-          Effect.forkIn(scope, { startImmediately: true }),
-        )
+        return consume.pipe(Effect.onExit(settle))
+      }
 
-        const detach = (requestId: RequestId) =>
-          Effect.suspend(() => {
-            waiting.delete(requestId)
-            const queue = listeners.get(requestId)
-            if (queue) {
-              listeners.delete(requestId)
-              Queue.endUnsafe(queue)
-            }
-            return waiting.size === 0 && listeners.size === 0 && !ended ? Fiber.interrupt(fiber) : Effect.void
-          })
-
-        const generation: Generation = {
-          id: newGenerationId(),
-          org: spec.org,
-          provider: spec.adapter.name,
-          model: spec.request.model,
-          isEnded: () => ended,
-          outcome,
-          attach: (requestId) => {
-            waiting.add(requestId)
-          },
-          names: aliases,
-          isListening: (requestId) => listeners.has(requestId),
-          listen: (requestId, afterId) =>
-            Stream.unwrap(
-              Effect.flatMap(
-                // Room for the whole replay plus the live buffer.
-                Effect.suspend(() =>
-                  Queue.bounded<Frame, SlowListener | Cause.Done>(log.length + listenerBuffer),
-                ),
-                (queue) =>
-                  // Replay and registration in one synchronous step: no emit can fall between them.
-                  Effect.sync(() => {
-                    const replay = log.filter((f) => f.id > afterId)
-                    if (ended) return Stream.fromIterable(replay)
-                    const unsent = Queue.offerAllUnsafe(queue, replay)
-                    if (unsent.length > 0) {
-                      return Stream.fail(new SlowListener({ lastId: afterId }))
-                    }
-                    listeners.set(requestId, queue)
-                    return Stream.fromQueue(queue)
-                  }),
-              ),
-            ),
-          detach,
-          cancelRequest: (requestId) =>
-            Effect.suspend(() => {
-              const queue = listeners.get(requestId)
-              if (queue) {
-                listeners.delete(requestId)
-                Queue.offerUnsafe(queue, frame(nextId, "cancelled", {}))
-                Queue.endUnsafe(queue)
-              }
-              return detach(requestId)
-            }),
-          cancel: Fiber.interrupt(fiber),
-        }
+      const start = Effect.fn("Generations.start")(function* (spec: GenerationSpec) {
+        const generation = new LiveGeneration(spec)
         byRequestId.set(spec.requestId, generation)
+        const fiber = yield* run(spec, generation).pipe(Effect.forkIn(scope, { startImmediately: true }))
+        if (!generation.isEnded()) generation.fiber = fiber
         return generation
       })
 
@@ -347,9 +281,129 @@ export class Generations extends Context.Service<
         byRequest: (requestId) => Option.fromNullishOr(byRequestId.get(requestId)),
         alias: (requestId, generation) => {
           generation.names.push(requestId)
-          byRequestId.set(requestId, generation)
+          // Once forgotten, a generation is found through its stored message, under any name.
+          if ((generation as LiveGeneration).findable)
+            byRequestId.set(requestId, generation as LiveGeneration)
         },
       })
     }),
   )
+}
+
+/**
+ * A generation's shared state: the frame log, the requests attached to it, its fiber while it
+ * runs. What runs the upstream call lives in the fiber, not here, so once the generation ended
+ * only this small object (with its compacted log and outcome) is kept for joiners.
+ */
+class LiveGeneration implements Generation {
+  readonly id = newGenerationId()
+  readonly org: OrgId
+  readonly provider: string
+  readonly model: string
+  readonly outcome = Deferred.makeUnsafe<GenerationOutcome>()
+  readonly names: Array<RequestId>
+  /** Whether `byRequest` finds it (until its retention is over). */
+  findable = true
+  /** The fiber calling upstream; dropped once it ended. */
+  fiber: Fiber.Fiber<void, ProviderError> | undefined
+  private readonly log = new FrameLog()
+  private nextId = firstGenerationFrameId
+  private ended = false
+  private readonly waiting = new Set<RequestId>()
+  private readonly listeners = new Map<RequestId, Queue.Queue<Frame, SlowListener | Cause.Done>>()
+
+  constructor(spec: GenerationSpec) {
+    this.org = spec.org
+    this.provider = spec.adapter.name
+    this.model = spec.request.model
+    this.names = [spec.requestId]
+  }
+
+  /** Synchronous, so a listener registering between two emits sees each frame exactly once. */
+  emit(type: string, data: Readonly<Record<string, unknown>>) {
+    const f = frame(this.nextId++, type, data)
+    this.log.push(f)
+    for (const [requestId, queue] of this.listeners) {
+      if (!Queue.offerUnsafe(queue, f)) {
+        this.listeners.delete(requestId)
+        Queue.failCauseUnsafe(queue, Cause.fail(new SlowListener({ lastId: f.id - 1 })))
+      }
+    }
+    if (type === "done" || type === "error" || type === "cancelled") {
+      this.ended = true
+      for (const queue of this.listeners.values()) Queue.endUnsafe(queue)
+      this.listeners.clear()
+    }
+  }
+
+  /** The terminal frame is out: nothing more is emitted, and nothing is left to interrupt. */
+  settled() {
+    this.fiber = undefined
+    this.waiting.clear()
+    this.log.compact()
+  }
+
+  isEnded() {
+    return this.ended
+  }
+
+  attach(requestId: RequestId) {
+    this.waiting.add(requestId)
+  }
+
+  isListening(requestId: RequestId) {
+    return this.listeners.has(requestId)
+  }
+
+  listen(requestId: RequestId, afterId: number): Stream.Stream<Frame, SlowListener> {
+    return Stream.unwrap(
+      Effect.flatMap(
+        // Room for the whole replay plus the live buffer.
+        Effect.suspend(() =>
+          Queue.bounded<Frame, SlowListener | Cause.Done>(this.log.length + listenerBuffer),
+        ),
+        (queue) =>
+          // Replay and registration in one synchronous step: no emit can fall between them.
+          Effect.sync(() => {
+            const replay = this.log.after(afterId)
+            if (this.ended) return Stream.fromIterable(replay)
+            const unsent = Queue.offerAllUnsafe(queue, replay)
+            if (unsent.length > 0) return Stream.fail(new SlowListener({ lastId: afterId }))
+            this.listeners.set(requestId, queue)
+            return Stream.fromQueue(queue)
+          }),
+      ),
+    )
+  }
+
+  detach(requestId: RequestId): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.waiting.delete(requestId)
+      const queue = this.listeners.get(requestId)
+      if (queue) {
+        this.listeners.delete(requestId)
+        Queue.endUnsafe(queue)
+      }
+      const fiber = this.fiber
+      return this.waiting.size === 0 && this.listeners.size === 0 && !this.ended && fiber !== undefined
+        ? Fiber.interrupt(fiber)
+        : Effect.void
+    })
+  }
+
+  cancelRequest(requestId: RequestId): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const queue = this.listeners.get(requestId)
+      if (queue) {
+        this.listeners.delete(requestId)
+        Queue.offerUnsafe(queue, frame(this.nextId, "cancelled", {}))
+        Queue.endUnsafe(queue)
+      }
+      return this.detach(requestId)
+    })
+  }
+
+  get cancel(): Effect.Effect<void> {
+    return Effect.suspend(() => (this.fiber === undefined ? Effect.void : Fiber.interrupt(this.fiber)))
+  }
 }

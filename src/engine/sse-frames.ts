@@ -36,3 +36,68 @@ export const frame = (id: number, type: string, data: Readonly<Record<string, un
 
 /** A comment line: keeps proxies and idle timers from closing a quiet stream. */
 export const keepaliveBytes = encoder.encode(": keepalive\n\n")
+
+/**
+ * A generation's frames in id order (ids are consecutive from the first one pushed), for
+ * replaying to late joiners and reconnects. Once the generation ended, `compact` folds the deltas
+ * into one string and their boundaries: a finished reply is kept a while for joiners, and a few
+ * hundred bytes per reply instead of an object per token keeps that retention cheap for the GC.
+ */
+export class FrameLog {
+  private frames: Array<Frame> = []
+  private folded: FoldedDeltas | undefined
+
+  push(f: Frame) {
+    this.frames.push(f)
+  }
+
+  /** The frames with an id above `afterId`, in order. */
+  after(afterId: number): Array<Frame> {
+    const folded = this.folded
+    if (folded === undefined) {
+      const first = this.frames[0]?.id ?? 0
+      return this.frames.slice(Math.max(0, afterId - first + 1))
+    }
+    const out: Array<Frame> = []
+    for (const f of this.frames) if (f.id < folded.firstId && f.id > afterId) out.push(f)
+    for (let i = Math.max(0, afterId - folded.firstId + 1); i < folded.ends.length; i++) {
+      out.push(
+        frame(folded.firstId + i, "delta", {
+          text: folded.text.slice(folded.ends[i - 1] ?? 0, folded.ends[i]),
+        }),
+      )
+    }
+    const lastId = folded.firstId + folded.ends.length - 1
+    for (const f of this.frames) if (f.id > lastId && f.id > afterId) out.push(f)
+    return out
+  }
+
+  get length() {
+    return this.frames.length + (this.folded?.ends.length ?? 0)
+  }
+
+  /** Folds the deltas; call once no frame will be pushed any more. */
+  compact() {
+    if (this.folded !== undefined) return
+    const deltas = this.frames.filter((f) => f.type === "delta")
+    if (deltas.length === 0) return
+    const firstId = deltas[0]!.id
+    // Deltas are emitted back to back; anything else keeps the plain log.
+    if (deltas.at(-1)!.id - firstId !== deltas.length - 1) return
+    const ends = new Uint32Array(deltas.length)
+    let text = ""
+    deltas.forEach((f, i) => {
+      text += String(f.data.text)
+      ends[i] = text.length
+    })
+    this.folded = { firstId, text, ends }
+    this.frames = this.frames.filter((f) => f.type !== "delta")
+  }
+}
+
+interface FoldedDeltas {
+  readonly firstId: number
+  readonly text: string
+  /** `ends[i]`: where delta `firstId + i` ends in `text`. */
+  readonly ends: Uint32Array
+}

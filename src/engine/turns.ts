@@ -21,7 +21,7 @@ import { MessagesRepo } from "../store/messages-repo.ts"
 import type { RequestLogEntry } from "../store/request-log-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
 import { Coalescer, coalesceKey, conversationKey, type LeaderTurn } from "./coalescer.ts"
-import { type Generation, type GenerationOutcome, Generations } from "./generations.ts"
+import { type Generation, type GenerationOutcome, type GenerationSpec, Generations } from "./generations.ts"
 import { Pacer } from "./pacer.ts"
 
 export interface TurnInput {
@@ -151,7 +151,12 @@ export class Turns extends Context.Service<
       }
 
       /** Stores the user's message and starts a generation: what a leader (or a bypass) does. */
-      const lead = Effect.fnUntraced(function* (input: TurnInput, requestId: RequestId, startedAt: number) {
+      const lead = Effect.fnUntraced(function* (
+        input: TurnInput,
+        requestId: RequestId,
+        startedAt: number,
+        onSettled?: GenerationSpec["onSettled"],
+      ) {
         const { body } = input
         const adapter = yield* providers.resolve(body.provider, body.model)
         // A full queue refuses before anything is stored or sent.
@@ -184,6 +189,7 @@ export class Turns extends Context.Service<
           adapter,
           startedAt,
           assistantMessage: stored?.assistantMessage,
+          onSettled,
           request: {
             ...request,
             messages: stored?.history ?? input.conversation ?? [{ role: "user", content: body.content }],
@@ -238,7 +244,10 @@ export class Turns extends Context.Service<
           const role = Deferred.isDoneUnsafe(turn.generation.outcome) ? "cache_hit" : "follower"
           return started(role, turn)
         }
-        const turn = yield* lead(input, requestId, startedAt).pipe(
+        // The key outlives the generation by the TTL that fits how it ended.
+        const turn = yield* lead(input, requestId, startedAt, (outcome) =>
+          coalescer.settle(key, outcome._tag),
+        ).pipe(
           Effect.tapError((error) => {
             coalescer.abandon(key)
             return Deferred.fail(claim.lead.turn, error)
@@ -249,10 +258,6 @@ export class Turns extends Context.Service<
           }),
         )
         yield* Deferred.succeed(claim.lead.turn, turn)
-        yield* Deferred.await(turn.generation.outcome).pipe(
-          Effect.flatMap((outcome) => coalescer.settle(key, outcome._tag)),
-          Effect.forkDetach,
-        )
         return started(input.idempotencyKey !== undefined && !sharable ? "bypass" : "leader", turn)
       })
 

@@ -1,5 +1,5 @@
 import { NodeHttpClient } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option, References } from "effect"
 import { Otlp } from "effect/observability"
 import { AppConfig } from "../config.ts"
 
@@ -11,7 +11,7 @@ import { AppConfig } from "../config.ts"
 export const OtelLive = Layer.unwrap(
   Effect.map(AppConfig, (config) =>
     Option.match(config.otel.endpoint, {
-      onNone: () => Layer.empty,
+      onNone: () => Layer.succeed(References.TracerEnabled, false),
       onSome: (baseUrl) => {
         const options = {
           baseUrl,

@@ -1,0 +1,106 @@
+/**
+ * Delayed callbacks that all share one timer. The engine forgets things after a fixed time (a
+ * finished generation after its retention, a coalescing key after its TTL): at hundreds of
+ * requests per second a sleeping fiber or a Node timer per item costs far more than the work.
+ *
+ * Each caller uses a handful of fixed delays, so the entries of one delay fall due in the order
+ * they were added: one FIFO per delay keeps `after` O(1) and the timer only ever looks at heads.
+ */
+export interface Deadlines {
+  /** Runs `run` once, `delayMs` from now (0 or less: at once). */
+  readonly after: (delayMs: number, run: () => void) => void
+  /** How many callbacks are waiting. */
+  readonly size: () => number
+  /** Drops every waiting callback and the timer (shutdown). */
+  readonly clear: () => void
+}
+
+interface Entry {
+  readonly due: number
+  readonly run: () => void
+}
+
+/** A FIFO without `shift()`'s O(n): a head index, compacted once half the array is spent. */
+class Fifo {
+  private items: Array<Entry> = []
+  private head = 0
+  get size() {
+    return this.items.length - this.head
+  }
+  push(entry: Entry) {
+    this.items.push(entry)
+  }
+  peek(): Entry | undefined {
+    return this.items[this.head]
+  }
+  shift(): Entry | undefined {
+    const entry = this.items[this.head]
+    if (entry === undefined) return undefined
+    this.items[this.head++] = undefined as unknown as Entry
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return entry
+  }
+}
+
+/** `now` is injectable for tests; the timer never keeps the process alive. */
+export const makeDeadlines = (now: () => number = () => performance.now()): Deadlines => {
+  const byDelay = new Map<number, Fifo>()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let timerDue = Number.POSITIVE_INFINITY
+  let waiting = 0
+
+  const schedule = () => {
+    let earliest = Number.POSITIVE_INFINITY
+    for (const fifo of byDelay.values()) {
+      const head = fifo.peek()
+      if (head !== undefined && head.due < earliest) earliest = head.due
+    }
+    if (earliest === timerDue) return
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+    timerDue = earliest
+    if (earliest === Number.POSITIVE_INFINITY) return
+    timer = setTimeout(fire, Math.max(0, Math.ceil(earliest - now())))
+    timer.unref?.()
+  }
+
+  const fire = () => {
+    timer = undefined
+    timerDue = Number.POSITIVE_INFINITY
+    const t = now()
+    for (const fifo of byDelay.values()) {
+      for (let head = fifo.peek(); head !== undefined && head.due <= t; head = fifo.peek()) {
+        fifo.shift()
+        waiting--
+        head.run()
+      }
+    }
+    schedule()
+  }
+
+  return {
+    after: (delayMs, run) => {
+      if (delayMs <= 0) return run()
+      let fifo = byDelay.get(delayMs)
+      if (fifo === undefined) {
+        fifo = new Fifo()
+        byDelay.set(delayMs, fifo)
+      }
+      const due = now() + delayMs
+      fifo.push({ due, run })
+      waiting++
+      if (due < timerDue) schedule()
+    },
+    size: () => waiting,
+    clear: () => {
+      if (timer !== undefined) clearTimeout(timer)
+      timer = undefined
+      timerDue = Number.POSITIVE_INFINITY
+      byDelay.clear()
+      waiting = 0
+    },
+  }
+}
