@@ -67,23 +67,40 @@ export const makeDeadlines = (now: () => number = () => performance.now()): Dead
     timer.unref?.()
   }
 
+  /** The queue whose head falls due first, if that is no later than `t`. */
+  const nextDue = (t: number): Fifo | undefined => {
+    let next: Fifo | undefined
+    let due = t
+    for (const fifo of byDelay.values()) {
+      const head = fifo.peek()
+      if (head !== undefined && head.due <= due) {
+        next = fifo
+        due = head.due
+      }
+    }
+    return next
+  }
+
   const fire = () => {
     timer = undefined
     timerDue = Number.POSITIVE_INFINITY
     const t = now()
-    for (const fifo of byDelay.values()) {
-      for (let head = fifo.peek(); head !== undefined && head.due <= t; head = fifo.peek()) {
-        fifo.shift()
+    try {
+      // In due order across delays; a callback that calls `clear` empties the map and ends this.
+      for (let fifo = nextDue(t); fifo !== undefined; fifo = nextDue(t)) {
+        const entry = fifo.shift()!
         waiting--
-        head.run()
+        entry.run()
       }
+    } finally {
+      schedule()
     }
-    schedule()
   }
 
   return {
     after: (delayMs, run) => {
-      if (delayMs <= 0) return run()
+      // NaN and the like count as "now" rather than never.
+      if (!(delayMs > 0)) return run()
       let fifo = byDelay.get(delayMs)
       if (fifo === undefined) {
         fifo = new Fifo()

@@ -11,6 +11,7 @@ import type { ProviderError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
+import { perCallSpan } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
 import { type Frame, FrameLog, frame } from "./sse-frames.ts"
@@ -153,8 +154,9 @@ export class Generations extends Context.Service<
         let usage: Usage | null = null
         let finishReason: string | null = null
 
-        const upstream = spec.adapter.stream(spec.request).pipe(
-          Stream.runForEach((event) => {
+        // Each event arrives synchronously from the adapter's I/O callback: no fiber hop per token.
+        const upstream = spec.adapter
+          .run(spec.request, (event) => {
             switch (event._tag) {
               case "FirstByte":
                 ttftMs = performance.now() - spec.startedAt
@@ -170,15 +172,20 @@ export class Generations extends Context.Service<
               case "Finish":
                 finishReason = event.reason
                 usage = event.usage
-                return Effect.annotateCurrentSpan({
-                  "gen_ai.response.finish_reasons": [event.reason],
-                  "gen_ai.usage.input_tokens": event.usage?.input_tokens,
-                  "gen_ai.usage.output_tokens": event.usage?.output_tokens,
-                })
+                break
             }
-            return Effect.void
-          }),
-        )
+          })
+          .pipe(
+            Effect.andThen(
+              Effect.suspend(() =>
+                Effect.annotateCurrentSpan({
+                  "gen_ai.response.finish_reasons": [finishReason],
+                  "gen_ai.usage.input_tokens": usage?.input_tokens,
+                  "gen_ai.usage.output_tokens": usage?.output_tokens,
+                }),
+              ),
+            ),
+          )
         // Waits for the pacer, then calls upstream; the slot goes back however the call ends.
         const genAi = {
           "gen_ai.operation.name": "chat",
@@ -186,7 +193,7 @@ export class Generations extends Context.Service<
           "gen_ai.request.model": spec.request.model,
         }
         const consume = Effect.flatMap(
-          spec.ticket.dispatched.pipe(Effect.withSpan("pacer.wait", { attributes: genAi })),
+          spec.ticket.dispatched.pipe(Effect.withSpan("pacer.wait", { attributes: genAi }, perCallSpan)),
           (waited) => {
             queueWaitMs = waited
             return upstream.pipe(
@@ -203,7 +210,11 @@ export class Generations extends Context.Service<
           },
         ).pipe(
           Effect.onInterrupt(() => Effect.sync(spec.ticket.abandon)),
-          Effect.withSpan("generation", { attributes: { ...genAi, "dac.request_id": spec.requestId } }),
+          Effect.withSpan(
+            "generation",
+            { attributes: { ...genAi, "dac.request_id": spec.requestId } },
+            perCallSpan,
+          ),
         )
 
         // Runs once however the generation ends (done, failed, interrupted), uninterruptibly, so the

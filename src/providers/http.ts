@@ -1,7 +1,8 @@
-import { Cause, Effect, Option, Queue, Redacted, Stream } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import { Pool } from "undici"
 import type { ProviderName, ProviderSettings, UpstreamTimeouts } from "../config.ts"
 import { type ProviderError, Timeout } from "../domain/provider-errors.ts"
+import { perCallSpan } from "../telemetry/spans.ts"
 import {
   errorFromResponse,
   errorFromTransport,
@@ -9,8 +10,9 @@ import {
   type ResponseHeaders,
 } from "./http-errors.ts"
 import {
+  type EventListener,
   FirstByte,
-  type ProviderAdapter,
+  makeAdapter,
   type ProviderEvent,
   type ProviderRequest,
   rateLimitHint,
@@ -19,13 +21,14 @@ import { retryBeforeFirstByte } from "./retry.ts"
 
 /**
  * One pooled keep-alive HTTP client per provider origin, and the bridge from a streamed response
- * body to a Stream of provider events.
+ * body to provider events.
  *
  * The bridge works in undici's own callbacks: the first body chunk emits FirstByte before anything
- * parses it, each chunk goes straight to the adapter's decoder, and one Node timer (refreshed per
- * chunk, no allocation) enforces the first-byte and idle timeouts. Ending the stream early (the
- * consumer is interrupted, a decoder fails, a timeout fires) aborts the request, which closes the
- * socket of a response that was still streaming.
+ * parses it, each chunk goes straight to the adapter's decoder and its events straight to the
+ * listener (no queue, no fiber hop per token), and one Node timer (refreshed per chunk, no
+ * allocation) enforces the first-byte and idle timeouts. Ending the call early (the caller is
+ * interrupted, a decoder fails, a timeout fires) aborts the request, which closes the socket of a
+ * response that was still streaming.
  */
 
 /** Where a decoder sends what it found; calls after the stream settled are ignored. */
@@ -59,12 +62,16 @@ export interface UpstreamClientOptions {
 }
 
 export interface UpstreamClient {
-  /** POSTs `body` as JSON to `path` (below the base URL). Lazy: each run sends one request. */
-  readonly stream: (
+  /**
+   * POSTs `body` as JSON to `path` (below the base URL) and hands each decoded event to `onEvent`
+   * in undici's own callback. Lazy: each run sends one request; interrupting it aborts the request.
+   */
+  readonly run: (
     path: string,
     body: unknown,
     decoder: MakeDecoder,
-  ) => Stream.Stream<ProviderEvent, ProviderError>
+    onEvent: EventListener,
+  ) => Effect.Effect<void, ProviderError>
 }
 
 /** An error body longer than this is cut: only its message matters. */
@@ -115,119 +122,118 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
     "accept-encoding": "identity",
   }
 
-  const stream = (path: string, body: unknown, makeDecoder: MakeDecoder) =>
-    Stream.callback<ProviderEvent, ProviderError>((queue) =>
-      Effect.suspend(() => {
-        const abort = new AbortController()
-        let settled = false
-        let completed = false
-        let firstByte = false
+  const run = (path: string, body: unknown, makeDecoder: MakeDecoder, onEvent: EventListener) =>
+    Effect.callback<void, ProviderError>((resume) => {
+      const abort = new AbortController()
+      let settled = false
+      let completed = false
+      let firstByte = false
 
-        const settle = () => {
-          settled = true
-          clearTimeout(timer)
-        }
-        const sink: EventSink = {
-          emit: (event) => {
-            if (!settled) Queue.offerUnsafe(queue, event)
-          },
-          fail: (error) => {
-            if (settled) return
-            settle()
-            Queue.failCauseUnsafe(queue, Cause.fail(error))
-          },
-        }
-        const onTimeout = () =>
-          sink.fail(
-            firstByte
-              ? new Timeout({
-                  provider,
-                  phase: "idle",
-                  message: `no data from ${provider} for ${timeouts.idleMs} ms`,
-                })
-              : new Timeout({
-                  provider,
-                  phase: "first_byte",
-                  message: `no response from ${provider} within ${timeouts.firstByteMs} ms`,
-                }),
-          )
-        let timer = setTimeout(onTimeout, timeouts.firstByteMs)
+      const settle = () => {
+        settled = true
+        clearTimeout(timer)
+      }
+      const sink: EventSink = {
+        emit: (event) => {
+          if (!settled) onEvent(event)
+        },
+        fail: (error) => {
+          if (settled) return
+          settle()
+          // A response cut short (timeout, bad data) takes its socket with it.
+          if (!completed) abort.abort()
+          resume(Effect.fail(error))
+        },
+      }
+      const onTimeout = () =>
+        sink.fail(
+          firstByte
+            ? new Timeout({
+                provider,
+                phase: "idle",
+                message: `no data from ${provider} for ${timeouts.idleMs} ms`,
+              })
+            : new Timeout({
+                provider,
+                phase: "first_byte",
+                message: `no response from ${provider} within ${timeouts.firstByteMs} ms`,
+              }),
+        )
+      let timer = setTimeout(onTimeout, timeouts.firstByteMs)
 
-        pool
-          .request({
-            method: "POST",
-            path: basePath + path,
-            headers,
-            body: JSON.stringify(body),
-            signal: abort.signal,
-          })
-          .then(
-            (response) => {
-              const responseBody = response.body
-              if (settled) return void responseBody.destroy()
-              responseBody.on("error", (error) => sink.fail(errorFromTransport(provider, error, firstByte)))
-              if (response.statusCode < 200 || response.statusCode >= 300) {
-                const parts: Array<Buffer> = []
-                let size = 0
-                responseBody.on("data", (chunk: Buffer) => {
-                  if (size < maxErrorBodyBytes) parts.push(chunk)
-                  size += chunk.length
-                })
-                responseBody.on("end", () => {
-                  completed = true
-                  const text = Buffer.concat(parts).subarray(0, maxErrorBodyBytes).toString("utf8")
-                  sink.fail(
-                    errorFromResponse(
-                      provider,
-                      response.statusCode,
-                      response.headers,
-                      text,
-                      secret,
-                      Date.now(),
-                    ),
-                  )
-                })
-                return
-              }
-              const decoder = makeDecoder(sink, contentTypeOf(response.headers))
-              const pauseMs = exhaustedResetMs(response.headers, Date.now())
+      pool
+        .request({
+          method: "POST",
+          path: basePath + path,
+          headers,
+          body: JSON.stringify(body),
+          signal: abort.signal,
+        })
+        .then(
+          (response) => {
+            const responseBody = response.body
+            if (settled) return void responseBody.destroy()
+            responseBody.on("error", (error) => sink.fail(errorFromTransport(provider, error, firstByte)))
+            if (response.statusCode < 200 || response.statusCode >= 300) {
+              const parts: Array<Buffer> = []
+              let size = 0
               responseBody.on("data", (chunk: Buffer) => {
-                if (settled) return
-                if (firstByte) {
-                  timer.refresh()
-                } else {
-                  firstByte = true
-                  Queue.offerUnsafe(queue, FirstByte)
-                  if (pauseMs !== undefined) Queue.offerUnsafe(queue, rateLimitHint(pauseMs))
-                  // From here on the timer measures the gaps between chunks.
-                  clearTimeout(timer)
-                  timer = setTimeout(onTimeout, timeouts.idleMs)
-                }
-                decoder.onBytes(chunk)
+                if (size < maxErrorBodyBytes) parts.push(chunk)
+                size += chunk.length
               })
               responseBody.on("end", () => {
                 completed = true
-                if (settled) return
-                decoder.onEnd()
-                if (settled) return
-                settle()
-                Queue.endUnsafe(queue)
+                const text = Buffer.concat(parts).subarray(0, maxErrorBodyBytes).toString("utf8")
+                sink.fail(
+                  errorFromResponse(
+                    provider,
+                    response.statusCode,
+                    response.headers,
+                    text,
+                    secret,
+                    Date.now(),
+                  ),
+                )
               })
-            },
-            (error) => sink.fail(errorFromTransport(provider, error, false)),
-          )
-
-        return Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            clearTimeout(timer)
-            // A finished response leaves its socket in the pool; anything else is cut off here.
-            if (!completed) abort.abort()
-          }),
+              return
+            }
+            const decoder = makeDecoder(sink, contentTypeOf(response.headers))
+            const pauseMs = exhaustedResetMs(response.headers, Date.now())
+            responseBody.on("data", (chunk: Buffer) => {
+              if (settled) return
+              if (firstByte) {
+                timer.refresh()
+              } else {
+                firstByte = true
+                onEvent(FirstByte)
+                if (pauseMs !== undefined) onEvent(rateLimitHint(pauseMs))
+                // From here on the timer measures the gaps between chunks.
+                clearTimeout(timer)
+                timer = setTimeout(onTimeout, timeouts.idleMs)
+              }
+              decoder.onBytes(chunk)
+            })
+            responseBody.on("end", () => {
+              completed = true
+              if (settled) return
+              decoder.onEnd()
+              if (settled) return
+              settle()
+              resume(Effect.void)
+            })
+          },
+          (error) => sink.fail(errorFromTransport(provider, error, false)),
         )
-      }),
-    )
 
-  return { stream } satisfies UpstreamClient
+      // Interrupted: a finished response leaves its socket in the pool; anything else is cut off.
+      return Effect.sync(() => {
+        settled = true
+        clearTimeout(timer)
+        if (!completed) abort.abort()
+      })
+    })
+
+  return { run } satisfies UpstreamClient
 })
 
 /** What makes one wire protocol: its auth headers, where and what it POSTs, how it reads the reply. */
@@ -258,11 +264,19 @@ export const makeHttpAdapter = (spec: HttpAdapterSpec) =>
     })
     const decoder = spec.decoder(provider, secret)
 
-    const stream = (request: ProviderRequest) => {
+    const run = (request: ProviderRequest, onEvent: EventListener) => {
       const { path, body } = spec.request(request, provider)
-      return retryBeforeFirstByte(client.stream(path, body, decoder), timeouts).pipe(
-        Stream.withSpan(`${spec.span}.stream`, { attributes: { provider, model: request.model } }),
+      return retryBeforeFirstByte(
+        (listener) => client.run(path, body, decoder, listener),
+        onEvent,
+        timeouts,
+      ).pipe(
+        Effect.withSpan(
+          `${spec.span}.stream`,
+          { attributes: { provider, model: request.model } },
+          perCallSpan,
+        ),
       )
     }
-    return { name: provider, stream } satisfies ProviderAdapter
+    return makeAdapter(provider, run)
   })

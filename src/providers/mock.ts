@@ -1,11 +1,12 @@
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 import type { MockSettings } from "../config.ts"
 import { StreamFailed } from "../domain/provider-errors.ts"
 import {
+  type EventListener,
   FirstByte,
   finish,
+  makeAdapter,
   type ProviderAdapter,
-  type ProviderEvent,
   type ProviderRequest,
   textDelta,
 } from "./provider.ts"
@@ -31,44 +32,58 @@ const estimateTokens = (request: ProviderRequest) =>
  * `tokenIntervalMs`. Timing uses Effect's clock, so interruption stops it at once.
  */
 export const makeMockProvider = (settings: MockSettings): ProviderAdapter => {
-  const tokenStream = (request: ProviderRequest, tokens: number): Stream.Stream<ProviderEvent> =>
-    Stream.range(0, tokens - 1).pipe(
-      Stream.mapEffect((i) =>
-        (i === 0 || settings.tokenIntervalMs === 0
-          ? Effect.void
-          : Effect.sleep(settings.tokenIntervalMs)
-        ).pipe(Effect.as(textDelta(words[i % words.length]!))),
-      ),
-      Stream.concat(
-        Stream.succeed(finish("stop", { input_tokens: estimateTokens(request), output_tokens: tokens })),
-      ),
+  // Even back to back, tokens come one per turn of the scheduler, as a real upstream's arrive one
+  // per socket read: listeners get to run between them.
+  const pause = (ms: number) => (ms === 0 ? Effect.yieldNow : Effect.sleep(ms))
+
+  /** `tokens` tokens, the first at once and then one per interval. */
+  const tokens = (count: number, onEvent: EventListener) =>
+    Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) =>
+        Effect.andThen(
+          i === 0 ? Effect.void : pause(settings.tokenIntervalMs),
+          Effect.sync(() => onEvent(textDelta(words[i % words.length]!))),
+        ),
+      { discard: true },
     )
 
-  const stream = (request: ProviderRequest): Stream.Stream<ProviderEvent, StreamFailed> => {
-    const tokens = Math.min(settings.tokens, request.maxTokens ?? settings.tokens)
-    const firstByte = Stream.fromEffect(Effect.sleep(settings.ttftMs).pipe(Effect.as(FirstByte)))
+  const run = (request: ProviderRequest, onEvent: EventListener): Effect.Effect<void, StreamFailed> => {
+    const count = Math.min(settings.tokens, request.maxTokens ?? settings.tokens)
+    const firstByte = Effect.andThen(
+      Effect.sleep(settings.ttftMs),
+      Effect.sync(() => onEvent(FirstByte)),
+    )
     switch (request.model) {
-      case mockModels.failing: {
-        const half = Math.max(1, Math.floor(tokens / 2))
+      case mockModels.failing:
         return firstByte.pipe(
-          Stream.concat(tokenStream(request, half).pipe(Stream.filter((event) => event._tag !== "Finish"))),
-          Stream.concat(
-            Stream.fail(new StreamFailed({ provider: "mock", message: "mock upstream failed mid-stream" })),
+          Effect.andThen(tokens(Math.max(1, Math.floor(count / 2)), onEvent)),
+          Effect.andThen(
+            Effect.fail(new StreamFailed({ provider: "mock", message: "mock upstream failed mid-stream" })),
           ),
         )
-      }
       case mockModels.endless:
         return firstByte.pipe(
-          Stream.concat(
-            Stream.fromEffectRepeat(
-              Effect.sleep(Math.max(1, settings.tokenIntervalMs)).pipe(Effect.as(textDelta(" and"))),
+          Effect.andThen(
+            Effect.forever(
+              Effect.andThen(
+                Effect.sleep(Math.max(1, settings.tokenIntervalMs)),
+                Effect.sync(() => onEvent(textDelta(" and"))),
+              ),
             ),
           ),
         )
       default:
-        return firstByte.pipe(Stream.concat(tokenStream(request, tokens)))
+        return firstByte.pipe(
+          Effect.andThen(tokens(count, onEvent)),
+          Effect.andThen(
+            Effect.sync(() =>
+              onEvent(finish("stop", { input_tokens: estimateTokens(request), output_tokens: count })),
+            ),
+          ),
+        )
     }
   }
 
-  return { name: "mock", models: Object.values(mockModels), stream }
+  return makeAdapter("mock", run, Object.values(mockModels))
 }

@@ -1,4 +1,4 @@
-import type { Stream } from "effect"
+import { Effect, Queue, Stream } from "effect"
 import type { ProviderName } from "../config.ts"
 import type { ProviderError } from "../domain/provider-errors.ts"
 import type { Usage } from "../domain/thread.ts"
@@ -38,13 +38,39 @@ export const finish = (reason: string, usage: Usage | null): ProviderEvent => ({
   usage,
 })
 
+/** Takes a provider's events as they are decoded: synchronously, in order, in the I/O callback. */
+export type EventListener = (event: ProviderEvent) => void
+
 /**
- * One wire protocol bound to one provider's settings. `stream` is lazy: nothing is sent until the
- * stream is run, and interrupting the consuming fiber aborts the upstream request.
+ * One wire protocol bound to one provider's settings. `run` is lazy: nothing is sent until it
+ * runs; it hands every event to `onEvent` as it is decoded (no queue or fiber hop per token),
+ * succeeds once `Finish` was handed over, and interrupting it aborts the upstream request.
+ * `stream` is the same call as a Stream, for consumers that want one.
  */
 export interface ProviderAdapter {
   readonly name: ProviderName
   /** Models this adapter accepts; `undefined` means any model name is passed through to the provider. */
   readonly models?: ReadonlyArray<string> | undefined
+  readonly run: (request: ProviderRequest, onEvent: EventListener) => Effect.Effect<void, ProviderError>
   readonly stream: (request: ProviderRequest) => Stream.Stream<ProviderEvent, ProviderError>
 }
+
+/** An adapter from its `run`; its `stream` queues what `run` hands over. */
+export const makeAdapter = (
+  name: ProviderName,
+  run: ProviderAdapter["run"],
+  models?: ReadonlyArray<string>,
+): ProviderAdapter => ({
+  name,
+  models,
+  run,
+  stream: (request) =>
+    Stream.callback<ProviderEvent, ProviderError>((queue) =>
+      Effect.andThen(
+        run(request, (event) => {
+          Queue.offerUnsafe(queue, event)
+        }),
+        Queue.end(queue),
+      ),
+    ),
+})

@@ -1,7 +1,7 @@
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 import type { UpstreamTimeouts } from "../config.ts"
 import type { ProviderError } from "../domain/provider-errors.ts"
-import type { ProviderEvent } from "./provider.ts"
+import type { EventListener } from "./provider.ts"
 
 /** First backoff step when the provider gave no hint; doubles per attempt, up to the cap. */
 const baseDelayMs = 250
@@ -28,36 +28,33 @@ export const retryDelayMs = (
 
 /**
  * Runs `attempt` again after a retryable failure, but only while it has emitted nothing: every
- * adapter stream starts with FirstByte, so "nothing emitted" is exactly "no byte of the reply
+ * adapter call starts with FirstByte, so "nothing emitted" is exactly "no byte of the reply
  * yet". Once a byte went downstream a failure is final, whatever it is.
  */
 export const retryBeforeFirstByte = (
-  attempt: Stream.Stream<ProviderEvent, ProviderError>,
+  attempt: (onEvent: EventListener) => Effect.Effect<void, ProviderError>,
+  onEvent: EventListener,
   policy: Pick<UpstreamTimeouts, "maxAttempts" | "maxRetryDelayMs">,
-): Stream.Stream<ProviderEvent, ProviderError> => {
-  const run = (n: number): Stream.Stream<ProviderEvent, ProviderError> =>
-    Stream.suspend(() => {
-      let started = false
-      return attempt.pipe(
-        Stream.onFirst(() =>
-          Effect.sync(() => {
-            started = true
-          }),
-        ),
-        Stream.catch((error) => {
-          const delay = started ? undefined : retryDelayMs(error, n, policy)
-          if (delay === undefined) return Stream.fail(error)
-          return Stream.unwrap(
-            Effect.logWarning("retrying upstream request", {
-              provider: error.provider,
-              error: error._tag,
-              message: error.message,
-              attempt: n,
-              delayMs: delay,
-            }).pipe(Effect.andThen(Effect.sleep(delay)), Effect.as(run(n + 1))),
-          )
-        }),
-      )
+): Effect.Effect<void, ProviderError> => {
+  let started = false
+  const listener: EventListener = (event) => {
+    started = true
+    onEvent(event)
+  }
+  const run = (n: number): Effect.Effect<void, ProviderError> =>
+    Effect.catch(attempt(listener), (error) => {
+      const delay = started ? undefined : retryDelayMs(error, n, policy)
+      if (delay === undefined) return Effect.fail(error)
+      return Effect.logWarning("retrying upstream request", {
+        provider: error.provider,
+        error: error._tag,
+        message: error.message,
+        attempt: n,
+        delayMs: delay,
+      }).pipe(Effect.andThen(Effect.sleep(delay)), Effect.andThen(Effect.suspend(() => run(n + 1))))
     })
-  return run(1)
+  return Effect.suspend(() => {
+    started = false
+    return run(1)
+  })
 }
