@@ -2,6 +2,7 @@ import { Context, Deferred, Effect, Layer } from "effect"
 import { AppConfig, type ProviderName, providerNames } from "../config.ts"
 import { PacerQueueFull } from "../domain/errors.ts"
 import { Overloaded, type ProviderError } from "../domain/provider-errors.ts"
+import { makeDeadlines } from "./deadlines.ts"
 import { FairQueue } from "./fair-queue.ts"
 import { makeBucket, msUntilToken, type TokenBucket, tryTake } from "./token-bucket.ts"
 
@@ -31,7 +32,8 @@ interface Waiter {
   readonly enqueuedAt: number
   /** The wait ends when the slot is handed out, not when the caller gets round to noticing. */
   dispatchedAt: number
-  readonly wake: Deferred.Deferred<void>
+  /** Done when the slot is handed out, or failed when the wait went past `PACER_MAX_WAIT_MS`. */
+  readonly wake: Deferred.Deferred<void, Overloaded>
 }
 
 interface ProviderPacer {
@@ -74,6 +76,8 @@ export class Pacer extends Context.Service<
       const config = yield* AppConfig
       const now = () => performance.now()
       const pacers = new Map<ProviderName, ProviderPacer>()
+      // Every waiter's PACER_MAX_WAIT_MS on one timer, not a racing sleep fiber per request.
+      const deadlines = makeDeadlines(now)
       for (const name of providerNames) {
         const settings = config.providers[name]
         pacers.set(name, {
@@ -91,6 +95,7 @@ export class Pacer extends Context.Service<
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
           for (const pacer of pacers.values()) if (pacer.timer) clearTimeout(pacer.timer)
+          deadlines.clear()
         }),
       )
 
@@ -140,7 +145,7 @@ export class Pacer extends Context.Service<
             org,
             enqueuedAt: now(),
             dispatchedAt: 0,
-            wake: Deferred.makeUnsafe<void>(),
+            wake: Deferred.makeUnsafe<void, Overloaded>(),
           }
           pacer.queue.push(org, waiter)
           let released = false
@@ -160,24 +165,32 @@ export class Pacer extends Context.Service<
             if (pacer.queue.remove(org, waiter)) released = true
             else release()
           }
-          const dispatched = Deferred.await(waiter.wake).pipe(
-            Effect.map(() => waiter.dispatchedAt - waiter.enqueuedAt),
-            Effect.timeoutOrElse({
-              duration: config.pacerMaxWaitMs,
-              orElse: () => {
-                abandon()
-                return Effect.fail(
+          dispatch(pacer)
+          const waited = Effect.sync(() => waiter.dispatchedAt - waiter.enqueuedAt)
+          let dispatched: Ticket["dispatched"]
+          if (Deferred.isDoneUnsafe(waiter.wake)) {
+            // The usual case, a free slot at once: nothing to wait for, no deadline to keep.
+            dispatched = waited
+          } else {
+            deadlines.after(config.pacerMaxWaitMs, () => {
+              if (!pacer.queue.remove(org, waiter)) return
+              released = true
+              Deferred.doneUnsafe(
+                waiter.wake,
+                Effect.fail(
                   new Overloaded({
                     provider,
                     message: `waited over ${config.pacerMaxWaitMs} ms (PACER_MAX_WAIT_MS) for provider ${provider}`,
                   }),
-                )
-              },
-            }),
-            // Leaving the queue early (client gone) must not leak the slot it may just have got.
-            Effect.onInterrupt(() => Effect.sync(abandon)),
-          )
-          dispatch(pacer)
+                ),
+              )
+            })
+            dispatched = Deferred.await(waiter.wake).pipe(
+              Effect.andThen(waited),
+              // Leaving the queue early (client gone) must not leak the slot it may just have got.
+              Effect.onInterrupt(() => Effect.sync(abandon)),
+            )
+          }
           const pause = (ms: number) => {
             pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + ms)
           }

@@ -62,8 +62,9 @@ const isJson = (contentType: string | undefined) =>
  * routes, defects) into the `{"error":{…}}` shape, and rejects non-JSON and oversized bodies
  * before anything reads them.
  */
-export const errorMiddleware = (maxBodyBytes: number) =>
-  HttpRouter.middleware(
+export const errorMiddleware = (maxBodyBytes: number) => {
+  const maxBodySize = ByteSize.bytes(BigInt(maxBodyBytes))
+  return HttpRouter.middleware(
     (app) =>
       Effect.gen(function* () {
         const request = yield* HttpServerRequest.HttpServerRequest
@@ -83,9 +84,7 @@ export const errorMiddleware = (maxBodyBytes: number) =>
             })
           }
         }
-        return yield* app.pipe(
-          Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(BigInt(maxBodyBytes))),
-        )
+        return yield* app.pipe(Effect.provideService(HttpIncomingMessage.MaxBodySize, maxBodySize))
       }).pipe(
         Effect.catchCause((cause) => {
           for (const reason of cause.reasons) {
@@ -121,6 +120,7 @@ export const errorMiddleware = (maxBodyBytes: number) =>
       ),
     { global: true },
   )
+}
 
 const isTagged = (u: unknown, tag: string): boolean =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === tag

@@ -67,13 +67,28 @@ const fromDescribed = (error: DescribedError & { readonly retryAfterMs?: number 
     error.retryAfterMs === undefined ? {} : retryAfterHeader(error.retryAfterMs),
   )
 
+/** Hashing a key costs more than the rest of reading a request: a client's key is hashed once. */
+const orgsByKey = new Map<string, OrgId>()
+const maxRememberedKeys = 10_000
+
+const orgOfKey = (key: string): OrgId => {
+  let org = orgsByKey.get(key)
+  if (org === undefined) {
+    org = `key-${createHash("sha256").update(key).digest("hex").slice(0, 24)}` as OrgId
+    // Bounded: a flood of distinct keys starts the memo over rather than growing it.
+    if (orgsByKey.size >= maxRememberedKeys) orgsByKey.clear()
+    orgsByKey.set(key, org)
+  }
+  return org
+}
+
 /**
  * The caller's org: a bearer token (hashed, so the key itself never becomes an id that is logged)
  * or `x-org-id`.
  */
 const orgOf = (headers: Readonly<Record<string, string | undefined>>): OrgId | undefined => {
   const bearer = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? "")?.[1]?.trim()
-  if (bearer) return `key-${createHash("sha256").update(bearer).digest("hex").slice(0, 24)}` as OrgId
+  if (bearer) return orgOfKey(bearer)
   const org = headers["x-org-id"]
   return org !== undefined && Schema.is(OrgId)(org) ? org : undefined
 }

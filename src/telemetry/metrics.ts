@@ -32,16 +32,22 @@ export const pacerGauges = {
 }
 
 // A tagged metric is a new object: keep one per label set instead of one per request.
-const tagged = new Map<string, Metric.Metric<number, unknown>>()
+const tagged = new Map<Metric.Metric<number, unknown>, Map<string, Metric.Metric<number, unknown>>>()
 const withLabels = <M extends Metric.Metric<number, unknown>>(
   metric: M,
   labels: Record<string, string>,
 ): M => {
-  const key = `${metric.id}|${Object.values(labels).join("|")}`
-  let found = tagged.get(key)
+  let byLabels = tagged.get(metric)
+  if (byLabels === undefined) {
+    byLabels = new Map()
+    tagged.set(metric, byLabels)
+  }
+  let key = ""
+  for (const name in labels) key += `${labels[name]}|`
+  let found = byLabels.get(key)
   if (found === undefined) {
     found = Metric.withAttributes(metric, labels) as Metric.Metric<number, unknown>
-    tagged.set(key, found)
+    byLabels.set(key, found)
   }
   return found as M
 }
