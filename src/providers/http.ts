@@ -1,5 +1,5 @@
 import { Effect, Option, Redacted } from "effect"
-import { Pool } from "undici"
+import { type Dispatcher, Pool } from "undici"
 import type { ProviderName, ProviderSettings, UpstreamTimeouts } from "../config.ts"
 import { type ProviderError, Timeout } from "../domain/provider-errors.ts"
 import { perCallSpan } from "../telemetry/spans.ts"
@@ -74,6 +74,9 @@ export interface UpstreamClient {
   ) => Effect.Effect<void, ProviderError>
 }
 
+/** Why DAC cut a request off itself (interrupted, timed out, bad data): not an upstream failure. */
+const abortReason = new Error("aborted by the gateway")
+
 /** An error body longer than this is cut: only its message matters. */
 const maxErrorBodyBytes = 64 * 1024
 
@@ -124,11 +127,23 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
 
   const run = (path: string, body: unknown, makeDecoder: MakeDecoder, onEvent: EventListener) =>
     Effect.callback<void, ProviderError>((resume) => {
-      const abort = new AbortController()
+      // undici's dispatcher callbacks, not `request()`: no Readable, promise or AbortSignal per
+      // call, and each body chunk reaches the decoder in the socket's own read callback.
+      let controller: Dispatcher.DispatchController | undefined
+      let cancelled = false
       let settled = false
       let completed = false
       let firstByte = false
+      let decoder: BodyDecoder | undefined
+      let pauseMs: number | undefined
+      let status = 0
+      let responseHeaders: ResponseHeaders = {}
+      let errorParts: Array<Buffer> | undefined
+      let errorSize = 0
 
+      const cutOff = () => {
+        if (!completed && controller !== undefined && !controller.aborted) controller.abort(abortReason)
+      }
       const settle = () => {
         settled = true
         clearTimeout(timer)
@@ -141,7 +156,7 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
           if (settled) return
           settle()
           // A response cut short (timeout, bad data) takes its socket with it.
-          if (!completed) abort.abort()
+          cutOff()
           resume(Effect.fail(error))
         },
       }
@@ -161,75 +176,68 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
         )
       let timer = setTimeout(onTimeout, timeouts.firstByteMs)
 
-      pool
-        .request({
-          method: "POST",
-          path: basePath + path,
-          headers,
-          body: JSON.stringify(body),
-          signal: abort.signal,
-        })
-        .then(
-          (response) => {
-            const responseBody = response.body
-            if (settled) return void responseBody.destroy()
-            responseBody.on("error", (error) => sink.fail(errorFromTransport(provider, error, firstByte)))
-            if (response.statusCode < 200 || response.statusCode >= 300) {
-              const parts: Array<Buffer> = []
-              let size = 0
-              responseBody.on("data", (chunk: Buffer) => {
-                if (size < maxErrorBodyBytes) parts.push(chunk)
-                size += chunk.length
-              })
-              responseBody.on("end", () => {
-                completed = true
-                const text = Buffer.concat(parts).subarray(0, maxErrorBodyBytes).toString("utf8")
-                sink.fail(
-                  errorFromResponse(
-                    provider,
-                    response.statusCode,
-                    response.headers,
-                    text,
-                    secret,
-                    Date.now(),
-                  ),
-                )
-              })
+      pool.dispatch(
+        { method: "POST", path: basePath + path, headers, body: JSON.stringify(body) },
+        {
+          onRequestStart: (c) => {
+            controller = c
+            if (cancelled || settled) c.abort(abortReason)
+          },
+          onResponseStart: (_c, statusCode, answerHeaders) => {
+            status = statusCode
+            responseHeaders = answerHeaders as ResponseHeaders
+            if (statusCode < 200 || statusCode >= 300) {
+              errorParts = []
               return
             }
-            const decoder = makeDecoder(sink, contentTypeOf(response.headers))
-            const pauseMs = exhaustedResetMs(response.headers, Date.now())
-            responseBody.on("data", (chunk: Buffer) => {
-              if (settled) return
-              if (firstByte) {
-                timer.refresh()
-              } else {
-                firstByte = true
-                onEvent(FirstByte)
-                if (pauseMs !== undefined) onEvent(rateLimitHint(pauseMs))
-                // From here on the timer measures the gaps between chunks.
-                clearTimeout(timer)
-                timer = setTimeout(onTimeout, timeouts.idleMs)
-              }
-              decoder.onBytes(chunk)
-            })
-            responseBody.on("end", () => {
-              completed = true
-              if (settled) return
-              decoder.onEnd()
-              if (settled) return
-              settle()
-              resume(Effect.void)
-            })
+            decoder = makeDecoder(sink, contentTypeOf(responseHeaders))
+            pauseMs = exhaustedResetMs(responseHeaders, Date.now())
           },
-          (error) => sink.fail(errorFromTransport(provider, error, false)),
-        )
+          onResponseData: (_c, chunk) => {
+            if (settled) return
+            if (errorParts !== undefined) {
+              if (errorSize < maxErrorBodyBytes) errorParts.push(chunk)
+              errorSize += chunk.length
+              return
+            }
+            if (firstByte) {
+              timer.refresh()
+            } else {
+              firstByte = true
+              onEvent(FirstByte)
+              if (pauseMs !== undefined) onEvent(rateLimitHint(pauseMs))
+              // From here on the timer measures the gaps between chunks.
+              clearTimeout(timer)
+              timer = setTimeout(onTimeout, timeouts.idleMs)
+            }
+            decoder!.onBytes(chunk)
+          },
+          onResponseEnd: () => {
+            completed = true
+            if (settled) return
+            if (errorParts !== undefined) {
+              const text = Buffer.concat(errorParts).subarray(0, maxErrorBodyBytes).toString("utf8")
+              return sink.fail(errorFromResponse(provider, status, responseHeaders, text, secret, Date.now()))
+            }
+            decoder!.onEnd()
+            if (settled) return
+            settle()
+            // undici gives the socket back one event-loop turn after the end (its own
+            // setImmediate, queued after this callback): resuming after that lets a call made at
+            // once reuse the socket instead of opening another.
+            setImmediate(() => setImmediate(() => resume(Effect.void)))
+          },
+          onResponseError: (_c, error) => {
+            if (error !== abortReason) sink.fail(errorFromTransport(provider, error, firstByte))
+          },
+        },
+      )
 
       // Interrupted: a finished response leaves its socket in the pool; anything else is cut off.
       return Effect.sync(() => {
-        settled = true
-        clearTimeout(timer)
-        if (!completed) abort.abort()
+        cancelled = true
+        settle()
+        cutOff()
       })
     })
 
