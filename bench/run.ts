@@ -3,7 +3,10 @@
  * direct to a fake OpenAI upstream (fixed pace), a bare Node proxy, DAC, and Portkey's gateway
  * (when installed with `npm run bench:portkey`). Contenders alternate (A B A B) so drift hits all.
  * Prints a table and writes bench/results/<date>.json and .md.
- *   npm run bench -- [--seconds 3] [--concurrency 1,10,100] [--rounds 2]
+ * Throughput is measured twice: with non-streaming clients (each contender passes the flag on, so
+ * the others ask the upstream for one JSON body while DAC always streams from upstream, for TTFT and
+ * fan-out), and with streaming clients (every contender streams from upstream).
+ *   npm run bench -- [--seconds 3] [--concurrency 1,10,100,500] [--rounds 2]
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -14,7 +17,7 @@ import { Pool } from "undici"
 import { argValue, percentile, table } from "../scripts/harness.ts"
 
 const seconds = Number(argValue("--seconds") ?? "3")
-const concurrencies = (argValue("--concurrency") ?? "1,10,100").split(",").map(Number)
+const concurrencies = (argValue("--concurrency") ?? "1,10,100,500").split(",").map(Number)
 const rounds = Number(argValue("--rounds") ?? "2")
 const children: Array<ChildProcess> = []
 const node = process.execPath
@@ -67,8 +70,11 @@ const payload = (contender: Contender, stream: boolean, content?: string) =>
     ...(stream ? { stream_options: { include_usage: true } } : {}),
   })
 
-/** A closed loop of `concurrency` clients for `seconds`: throughput and latency percentiles. */
-const throughput = async (contender: Contender, concurrency: number) => {
+/**
+ * A closed loop of `concurrency` clients for `seconds`: throughput and latency percentiles. A
+ * streaming client reads its whole stream: its latency is to the last byte.
+ */
+const throughput = async (contender: Contender, concurrency: number, stream: boolean) => {
   const pool = new Pool(contender.origin, {
     connections: concurrency,
     pipelining: 1,
@@ -85,7 +91,7 @@ const throughput = async (contender: Contender, concurrency: number) => {
           path: contender.path,
           method: "POST",
           headers: { "content-type": "application/json", ...contender.headers },
-          body: payload(contender, false),
+          body: payload(contender, stream),
         })
         await response.body.text()
         if (response.statusCode !== 200) errors++
@@ -256,45 +262,58 @@ const main = async () => {
   }
 
   // Warm every path once.
-  for (const contender of contenders) await throughput(contender, 10)
+  for (const contender of contenders) await throughput(contender, 10, false)
 
   type Row = Record<string, number | string>
-  const results: Record<
-    string,
-    Record<number, Array<{ rps: number; p50: number; p99: number; errors: number }>>
-  > = {}
-  for (let round = 0; round < rounds; round++) {
-    for (const concurrency of concurrencies) {
-      for (const contender of contenders) {
-        const result = await throughput(contender, concurrency)
-        const byConcurrency = results[contender.name] ?? {}
-        results[contender.name] = byConcurrency
-        byConcurrency[concurrency] = [...(byConcurrency[concurrency] ?? []), result]
-        console.error(`round ${round + 1} ${contender.name} c=${concurrency}: ${result.rps.toFixed(0)} req/s`)
+  type Run = { rps: number; p50: number; p99: number; errors: number }
+  const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
+
+  /** Every contender at every concurrency, rounds alternated, as table rows. */
+  const measure = async (stream: boolean): Promise<Array<Row>> => {
+    const results: Record<string, Record<number, Array<Run>>> = {}
+    for (let round = 0; round < rounds; round++) {
+      for (const concurrency of concurrencies) {
+        for (const contender of contenders) {
+          const result = await throughput(contender, concurrency, stream)
+          const byConcurrency = results[contender.name] ?? {}
+          results[contender.name] = byConcurrency
+          byConcurrency[concurrency] = [...(byConcurrency[concurrency] ?? []), result]
+          console.error(
+            `round ${round + 1} ${stream ? "streaming" : "non-streaming"} ${contender.name} c=${concurrency}: ${result.rps.toFixed(0)} req/s`,
+          )
+        }
       }
     }
-  }
-  const rows: Array<Row> = []
-  const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
-  for (const concurrency of concurrencies) {
-    const proxyRps = mean(results["bare proxy"]![concurrency]!.map((r) => r.rps))
-    const directP50 = mean(results.direct![concurrency]!.map((r) => r.p50))
-    const directP99 = mean(results.direct![concurrency]!.map((r) => r.p99))
-    for (const contender of contenders) {
-      const runs = results[contender.name]![concurrency]!
-      rows.push({
-        concurrency,
-        contender: contender.name,
-        "req/s": mean(runs.map((r) => r.rps)),
-        "× bare proxy": mean(runs.map((r) => r.rps)) / proxyRps,
-        "p50 ms": mean(runs.map((r) => r.p50)),
-        "p99 ms": mean(runs.map((r) => r.p99)),
-        "+p50 over direct": mean(runs.map((r) => r.p50)) - directP50,
-        "+p99 over direct": mean(runs.map((r) => r.p99)) - directP99,
-        errors: runs.reduce((sum, r) => sum + r.errors, 0),
-      })
+    const rows: Array<Row> = []
+    for (const concurrency of concurrencies) {
+      const rpsOf = (name: string) => {
+        const runs = results[name]?.[concurrency]
+        return runs === undefined ? Number.NaN : mean(runs.map((r) => r.rps))
+      }
+      const directP50 = mean(results.direct![concurrency]!.map((r) => r.p50))
+      const directP99 = mean(results.direct![concurrency]!.map((r) => r.p99))
+      for (const contender of contenders) {
+        const runs = results[contender.name]![concurrency]!
+        const rps = mean(runs.map((r) => r.rps))
+        rows.push({
+          concurrency,
+          contender: contender.name,
+          "req/s": rps,
+          "× bare proxy": rps / rpsOf("bare proxy"),
+          "× Portkey": rps / rpsOf("Portkey"),
+          "p50 ms": mean(runs.map((r) => r.p50)),
+          "p99 ms": mean(runs.map((r) => r.p99)),
+          "+p50 over direct": mean(runs.map((r) => r.p50)) - directP50,
+          "+p99 over direct": mean(runs.map((r) => r.p99)) - directP99,
+          errors: runs.reduce((sum, r) => sum + r.errors, 0),
+        })
+      }
     }
+    return rows
   }
+
+  const rows = await measure(false)
+  const streamingRows = await measure(true)
   const streaming: Array<Row> = []
   for (const contender of contenders) {
     const t = await ttft(contender, 200, 10)
@@ -309,13 +328,34 @@ const main = async () => {
       "upstream aborted": c === undefined ? "-" : `${c.n}/30`,
     })
   }
-  const text = `${table(rows)}\n\n${table(streaming)}`
+  const text = [
+    "Non-streaming clients (latency to the whole reply):",
+    table(rows),
+    "",
+    "Streaming clients (every contender streams from upstream; latency to the last byte):",
+    table(streamingRows),
+    "",
+    "Streaming: time to the first token at the client, and cancel propagation:",
+    table(streaming),
+  ].join("\n")
   console.log(text)
   const date = new Date().toISOString().slice(0, 10)
   mkdirSync("bench/results", { recursive: true })
   writeFileSync(
     `bench/results/${date}.json`,
-    JSON.stringify({ date, seconds, rounds, concurrencies, throughput: rows, streaming }, null, 2),
+    JSON.stringify(
+      {
+        date,
+        seconds,
+        rounds,
+        concurrencies,
+        throughput: rows,
+        streamingThroughput: streamingRows,
+        streaming,
+      },
+      null,
+      2,
+    ),
   )
   writeFileSync(
     `bench/results/${date}.md`,
