@@ -94,6 +94,8 @@ export const listenerBuffer = 4096
 export interface Generation {
   readonly id: GenerationId
   readonly org: OrgId
+  /** The thread whose reply it writes; null for a stateless completion. */
+  readonly threadId: ThreadId | null
   readonly provider: string
   readonly model: string
   /** Whether the terminal frame has been emitted. */
@@ -309,6 +311,7 @@ export class Generations extends Context.Service<
 class LiveGeneration implements Generation {
   readonly id = newGenerationId()
   readonly org: OrgId
+  readonly threadId: ThreadId | null
   readonly provider: string
   readonly model: string
   readonly outcome = Deferred.makeUnsafe<GenerationOutcome>()
@@ -325,6 +328,7 @@ class LiveGeneration implements Generation {
 
   constructor(spec: GenerationSpec) {
     this.org = spec.org
+    this.threadId = spec.assistantMessage?.thread_id ?? null
     this.provider = spec.adapter.name
     this.model = spec.request.model
     this.names = [spec.requestId]

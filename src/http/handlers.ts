@@ -84,7 +84,11 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         const org = yield* CurrentOrg
         const request = yield* HttpServerRequest.HttpServerRequest
         const afterId = lastEventId(request.headers["last-event-id"])
-        const live = findGenerationFor(generations.byRequest, org, params.request_id)
+        // Only through its own thread (a stateless completion has none to be joined through).
+        const live = Option.filter(
+          findGenerationFor(generations.byRequest, org, params.request_id),
+          (generation) => generation.threadId === params.thread_id,
+        )
         if (Option.isSome(live)) {
           const generation = live.value
           // A reconnect continues its request; a second viewer while it still listens is a new

@@ -160,6 +160,32 @@ describe("fan-out", () => {
     )
   })
 
+  it("resuming a finished reply with Last-Event-ID gets exactly the missing events", async () => {
+    const threadId = await newThread()
+    const first = startStream(threadId)
+    await first.done
+    // Ids 0 and 1 are the request's own; pick one in the middle of the deltas.
+    const seen = first.events.filter((e) => e.event === "delta")[10]!.id
+    const resumed = join(threadId, requestIdOf(first.events), seen)
+    await resumed.done
+    const missing = first.events.filter((e) => e.id > seen)
+    expect(resumed.events.map((e) => e.id)).toEqual(missing.map((e) => e.id))
+    expect(resumed.events.map((e) => e.data)).toEqual(missing.map((e) => e.data))
+  })
+
+  it("a live reply is joined only through its own thread", async () => {
+    const threadId = await newThread()
+    const otherThread = await newThread()
+    const a = startStream(threadId, "never-ending")
+    await a.until((events) => deltas(events) >= 1)
+    const requestId = requestIdOf(a.events)
+    const elsewhere = await client().get(`/api/threads/${otherThread}/stream/${requestId}`)
+    expect(elsewhere.status).toBe(404)
+    expect(elsewhere.json.error.code).toBe("request_not_found")
+    await client().post(`/api/threads/cancel/${requestId}`)
+    await a.done
+  })
+
   it("a reconnect after completion is served in full", async () => {
     const threadId = await newThread()
     const first = startStream(threadId)
