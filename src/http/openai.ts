@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto"
-import { Deferred, Effect, Exit, Layer, Schema, SchemaIssue, Stream } from "effect"
+import { Effect, Exit, Layer, Schema, SchemaIssue, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { AppConfig, type ModelTarget } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
 import { OrgId } from "../domain/ids.ts"
-import { firstGenerationFrameId, type GenerationOutcome } from "../engine/generations.ts"
+import type { Usage } from "../domain/thread.ts"
+import { firstGenerationFrameId } from "../engine/generations.ts"
 import type { Frame } from "../engine/sse-frames.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
@@ -100,16 +101,15 @@ const encoder = new TextEncoder()
 const sse = (value: unknown) => encoder.encode(`data: ${JSON.stringify(value)}\n\n`)
 const done = encoder.encode("data: [DONE]\n\n")
 
-const usageOf = (outcome: GenerationOutcome | undefined) => {
-  const usage = outcome?._tag === "Completed" ? outcome.usage : null
-  return usage === null
+/** DAC's usage in OpenAI's words. */
+const usageOf = (usage: Usage | null | undefined) =>
+  usage == null
     ? null
     : {
         prompt_tokens: usage.input_tokens,
         completion_tokens: usage.output_tokens,
         total_tokens: usage.input_tokens + usage.output_tokens,
       }
-}
 
 /** OpenAI's chunk stream for one request: a role chunk at once, content chunks, finish, usage, `[DONE]`. */
 const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) => {
@@ -122,31 +122,38 @@ const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) =>
     model,
     choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
   })
+  /** One generation frame in OpenAI's format: synchronous, so a batch of frames maps in one step. */
+  const encode = (f: Frame, out: Array<Uint8Array>) => {
+    switch (f.type) {
+      case "delta":
+        out.push(sse(chunk({ content: f.data.text }, null)))
+        break
+      case "done":
+        // The done frame carries the usage and finish reason: no need to wait for the outcome.
+        out.push(sse(chunk({}, String(f.data.finish_reason ?? "stop"))))
+        if (includeUsage)
+          out.push(sse({ ...chunk({}, null), choices: [], usage: usageOf(f.data.usage as Usage | null) }))
+        out.push(done)
+        break
+      case "error":
+        out.push(
+          sse({ error: { message: f.data.message, type: "api_error", param: null, code: f.data.code } }),
+        )
+        break
+    }
+  }
   let lastType: string | undefined
   const body = turn.generation.listen(turn.requestId, firstGenerationFrameId - 1).pipe(
-    Stream.flatMap((f: Frame) => {
-      lastType = f.type
-      switch (f.type) {
-        case "delta":
-          return Stream.succeed(sse(chunk({ content: f.data.text }, null)))
-        case "done":
-          return Stream.unwrap(
-            Effect.map(Deferred.await(turn.generation.outcome), (outcome) => {
-              const usage = usageOf(outcome)
-              const parts = [sse(chunk({}, String(f.data.finish_reason ?? "stop")))]
-              if (includeUsage) parts.push(sse({ ...chunk({}, null), choices: [], usage }))
-              parts.push(done)
-              return Stream.fromIterable(parts)
-            }),
-          )
-        case "error":
-          return Stream.succeed(
-            sse({ error: { message: f.data.message, type: "api_error", param: null, code: f.data.code } }),
-          )
-        default:
-          return Stream.empty
+    // The frames taken together become one write (and none when none of them shows in this format).
+    Stream.mapArray((frames) => {
+      const out: Array<Uint8Array> = []
+      for (const f of frames) {
+        lastType = f.type
+        encode(f, out)
       }
+      return [out.length === 1 ? out[0]! : Buffer.concat(out)] as const
     }),
+    Stream.filter((bytes) => bytes.length > 0),
     Stream.catchTag("SlowListener", () =>
       Stream.succeed(
         sse({
@@ -261,6 +268,6 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
           logprobs: null,
         },
       ],
-      usage: usageOf(outcome),
+      usage: usageOf(outcome.usage),
     })
   })
