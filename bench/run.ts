@@ -5,7 +5,8 @@
  * Prints a table and writes bench/results/<date>.json and .md.
  * Throughput is measured twice: with non-streaming clients (each contender passes the flag on, so
  * the others ask the upstream for one JSON body while DAC always streams from upstream, for TTFT and
- * fan-out), and with streaming clients (every contender streams from upstream).
+ * fan-out; "DAC one-body" is DAC with UPSTREAM_STREAM_ALWAYS=0, which passes the flag on too),
+ * and with streaming clients (every contender streams from upstream).
  *   npm run bench -- [--seconds 3] [--concurrency 1,10,100,500] [--rounds 2]
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -189,29 +190,39 @@ const main = async () => {
   ])
   const upstream = `http://127.0.0.1:${upstreamPort}`
   const proxyPort = await startPrinting(["bench/proxy.ts", "--port", "0", "--target", `${upstream}/v1`])
-  const dacPort = await freePort()
-  const dataDir = mkdtempSync(join(tmpdir(), "dac-bench-"))
+  const dataDirs: Array<string> = []
   const { DATABASE_URL: _, ...inherited } = process.env
-  const dac = spawn(node, ["--disable-warning=ExperimentalWarning", "src/main.ts"], {
-    stdio: ["ignore", "ignore", "inherit"],
-    env: {
-      ...inherited,
-      PORT: String(dacPort),
-      HOST: "127.0.0.1",
-      DATA_DIR: dataDir,
-      // DAC on a real PostgreSQL instead of its embedded store, when given one.
-      ...(process.env.BENCH_DATABASE_URL ? { DATABASE_URL: process.env.BENCH_DATABASE_URL } : {}),
-      LOG_LEVEL: "Error",
-      OPENAI_BASE_URL: `${upstream}/v1`,
-      OPENAI_API_KEY: "sk-bench",
-      OPENAI_RPS: "1000000",
-      OPENAI_BURST: "1000000",
-      OPENAI_CONCURRENCY: "100000",
-      OPENAI_MAX_QUEUE: "100000",
-    },
-  })
-  children.push(dac)
-  await waitHealthy(`http://127.0.0.1:${dacPort}/health`)
+  /** A DAC gateway in its own process, on its own embedded store (or BENCH_DATABASE_URL). */
+  const startDac = async (env: Record<string, string> = {}) => {
+    const port = await freePort()
+    const dataDir = mkdtempSync(join(tmpdir(), "dac-bench-"))
+    dataDirs.push(dataDir)
+    const dac = spawn(node, ["--disable-warning=ExperimentalWarning", "src/main.ts"], {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: {
+        ...inherited,
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        DATA_DIR: dataDir,
+        // DAC on a real PostgreSQL instead of its embedded store, when given one.
+        ...(process.env.BENCH_DATABASE_URL ? { DATABASE_URL: process.env.BENCH_DATABASE_URL } : {}),
+        LOG_LEVEL: "Error",
+        OPENAI_BASE_URL: `${upstream}/v1`,
+        OPENAI_API_KEY: "sk-bench",
+        OPENAI_RPS: "1000000",
+        OPENAI_BURST: "1000000",
+        OPENAI_CONCURRENCY: "100000",
+        OPENAI_MAX_QUEUE: "100000",
+        ...env,
+      },
+    })
+    children.push(dac)
+    await waitHealthy(`http://127.0.0.1:${port}/health`)
+    return port
+  }
+  const dacPort = await startDac()
+  // The same gateway asking the upstream for one body when the client waits for the whole reply.
+  const dacOneBodyPort = await startDac({ UPSTREAM_STREAM_ALWAYS: "0" })
 
   const contenders: Array<Contender> = [
     { name: "direct", origin: upstream, path: "/v1/chat/completions", headers: {}, model: "bench" },
@@ -225,6 +236,13 @@ const main = async () => {
     {
       name: "DAC",
       origin: `http://127.0.0.1:${dacPort}`,
+      path: "/v1/chat/completions",
+      headers: { authorization: "Bearer bench" },
+      model: "openai/bench",
+    },
+    {
+      name: "DAC one-body",
+      origin: `http://127.0.0.1:${dacOneBodyPort}`,
       path: "/v1/chat/completions",
       headers: { authorization: "Bearer bench" },
       model: "openai/bench",
@@ -361,7 +379,7 @@ const main = async () => {
     `bench/results/${date}.md`,
     `# Benchmark ${date}\n\nUpstream: TTFT 20 ms, 20 tokens 2 ms apart; ${seconds} s per run, ${rounds} rounds alternated; 2-core machine, loopback.\n\n\`\`\`\n${text}\n\`\`\`\n`,
   )
-  rmSync(dataDir, { recursive: true, force: true })
+  for (const dataDir of dataDirs) rmSync(dataDir, { recursive: true, force: true })
 }
 
 try {

@@ -68,6 +68,8 @@ export interface AppConfigShape {
   readonly maxBodyBytes: number
   readonly maxContentChars: number
   readonly coalesceEnabled: boolean
+  /** `UPSTREAM_STREAM_ALWAYS`: stream from the provider even for a request that waits for the whole reply. */
+  readonly upstreamStreamAlways: boolean
   readonly streamFanoutEnabled: boolean
   readonly coalesceErrorTtlMs: number
   readonly coalesceResultTtlMs: number
@@ -178,6 +180,7 @@ export const appConfig = Config.all({
   maxBodyBytes: positiveInt("MAX_BODY_BYTES", 1024 * 1024),
   maxContentChars: positiveInt("MAX_CONTENT_CHARS", 200_000),
   coalesceEnabled: flag("COALESCE_ENABLED", true),
+  upstreamStreamAlways: flag("UPSTREAM_STREAM_ALWAYS", true),
   streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
   coalesceErrorTtlMs: nonNegativeInt("COALESCE_ERROR_TTL_MS", 2_000),
   coalesceResultTtlMs: nonNegativeInt("COALESCE_RESULT_TTL_MS", 10_000),

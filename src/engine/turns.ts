@@ -166,6 +166,8 @@ export class Turns extends Context.Service<
           model: body.model,
           temperature: body.temperature,
           maxTokens: body.max_tokens,
+          // Streamed from the provider unless nobody asked for a stream and the operator said so.
+          stream: config.upstreamStreamAlways || input.mode === "stream",
         }
         // A stateless completion brings its conversation; a thread turn stores the user's message
         // and a pending reply, and sends the thread's history.

@@ -27,7 +27,7 @@ export const messagesBody = (request: ProviderRequest) => {
       .map(({ role, content }) => ({ role, content })),
     ...(system.length === 0 ? {} : { system: system.join("\n\n") }),
     ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
-    stream: true,
+    stream: request.stream !== false,
   }
 }
 

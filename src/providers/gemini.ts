@@ -14,8 +14,8 @@ import { finish, type ProviderRequest, textDelta } from "./provider.ts"
  * the 200 arrives as a chunk holding only `error`.
  */
 
-export const generateContentPath = (model: string) =>
-  `/models/${encodeURIComponent(model.replace(/^models\//, ""))}:streamGenerateContent?alt=sse`
+export const generateContentPath = (model: string, stream = true) =>
+  `/models/${encodeURIComponent(model.replace(/^models\//, ""))}:${stream ? "streamGenerateContent?alt=sse" : "generateContent"}`
 
 export const generateContentBody = (request: ProviderRequest) => {
   const system = request.messages.filter((m) => m.role === "system").map((m) => ({ text: m.content }))
@@ -123,6 +123,9 @@ export const generateContentDecoder = (provider: ProviderName, secret: string): 
 export const makeGeminiAdapter = makeHttpAdapter({
   span: "Gemini",
   headers: (key) => ({ "x-goog-api-key": key }),
-  request: (request) => ({ path: generateContentPath(request.model), body: generateContentBody(request) }),
+  request: (request) => ({
+    path: generateContentPath(request.model, request.stream !== false),
+    body: generateContentBody(request),
+  }),
   decoder: generateContentDecoder,
 })

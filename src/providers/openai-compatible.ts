@@ -39,8 +39,8 @@ export const chatCompletionsBody = (provider: ProviderName, request: ProviderReq
   return {
     model: request.model,
     messages: request.messages.map(({ role, content }) => ({ role, content })),
-    stream: true,
-    ...(quirks.askForUsage ? { stream_options: { include_usage: true } } : {}),
+    stream: request.stream !== false,
+    ...(quirks.askForUsage && request.stream !== false ? { stream_options: { include_usage: true } } : {}),
     ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
     ...(request.maxTokens === undefined ? {} : { [quirks.maxTokensField]: request.maxTokens }),
   }

@@ -16,7 +16,7 @@ import { loadTranscript, type Transcript } from "./wire.ts"
  * | perplexity | `{origin}/perplexity`       | `/perplexity/chat/completions`                             |
  * | openrouter | `{origin}/openrouter/api/v1`| `/openrouter/api/v1/chat/completions`                      |
  * | anthropic  | `{origin}/anthropic/v1`     | `/anthropic/v1/messages`                                   |
- * | gemini     | `{origin}/gemini/v1beta`    | `/gemini/v1beta/models/{model}:streamGenerateContent?…`    |
+ * | gemini     | `{origin}/gemini/v1beta`    | `/gemini/v1beta/models/{model}:streamGenerateContent?…` (or `:generateContent`) |
  *
  * Each POST on a route is answered by the provider's current `Reply` (or `Script`, called per
  * request), by default its main streaming transcript. Any other method is answered 204 (adapters
@@ -32,7 +32,10 @@ const routes: Record<FakeProvider, { readonly base: string; readonly post: RegEx
   perplexity: { base: "/perplexity", post: /^\/perplexity\/chat\/completions$/ },
   openrouter: { base: "/openrouter/api/v1", post: /^\/openrouter\/api\/v1\/chat\/completions$/ },
   anthropic: { base: "/anthropic/v1", post: /^\/anthropic\/v1\/messages$/ },
-  gemini: { base: "/gemini/v1beta", post: /^\/gemini\/v1beta\/models\/[^/:]+:streamGenerateContent$/ },
+  gemini: {
+    base: "/gemini/v1beta",
+    post: /^\/gemini\/v1beta\/models\/[^/:]+:(streamGenerateContent|generateContent)$/,
+  },
 }
 
 /** What each provider answers until told otherwise. */
