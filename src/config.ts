@@ -68,6 +68,8 @@ export interface AppConfigShape {
   readonly maxBodyBytes: number
   readonly maxContentChars: number
   readonly coalesceEnabled: boolean
+  /** `SSE_KEEPALIVE_MS`: how long a reply stream may stay silent before a `: keepalive` comment. */
+  readonly sseKeepaliveMs: number
   /** `UPSTREAM_STREAM_ALWAYS`: stream from the provider even for a request that waits for the whole reply. */
   readonly upstreamStreamAlways: boolean
   readonly streamFanoutEnabled: boolean
@@ -181,6 +183,7 @@ export const appConfig = Config.all({
   maxContentChars: positiveInt("MAX_CONTENT_CHARS", 200_000),
   coalesceEnabled: flag("COALESCE_ENABLED", true),
   upstreamStreamAlways: flag("UPSTREAM_STREAM_ALWAYS", true),
+  sseKeepaliveMs: positiveInt("SSE_KEEPALIVE_MS", 15_000),
   streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
   coalesceErrorTtlMs: nonNegativeInt("COALESCE_ERROR_TTL_MS", 2_000),
   coalesceResultTtlMs: nonNegativeInt("COALESCE_RESULT_TTL_MS", 10_000),

@@ -1,4 +1,5 @@
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream } from "effect"
+import { AppConfig } from "../config.ts"
 import {
   type GenerationId,
   newGenerationId,
@@ -14,7 +15,7 @@ import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
 import { perCallSpan } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
-import { type Frame, FrameLog, frame } from "./sse-frames.ts"
+import { type Frame, FrameLog, frame, keepaliveFrame } from "./sse-frames.ts"
 
 /** The reply of a stateless completion, shaped like a stored one (it is never written). */
 const transientReply = (outcome: FinishTurn): Message => {
@@ -134,10 +135,27 @@ export class Generations extends Context.Service<
     Generations,
     Effect.gen(function* () {
       const messages = yield* MessagesRepo
+      const config = yield* AppConfig
       const scope = yield* Effect.scope
       const byRequestId = new Map<RequestId, LiveGeneration>()
       const deadlines = makeDeadlines()
-      yield* Effect.addFinalizer(() => Effect.sync(deadlines.clear))
+      // One timer walks the running generations and keeps their quiet streams open: no keepalive
+      // ticker merged into each listener's stream (a queue hop per frame per listener).
+      const running = new Set<LiveGeneration>()
+      const keepalives = setInterval(
+        () => {
+          const now = performance.now()
+          for (const generation of running) generation.keepalive(now, config.sseKeepaliveMs)
+        },
+        Math.min(1000, config.sseKeepaliveMs),
+      )
+      keepalives.unref()
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          deadlines.clear()
+          clearInterval(keepalives)
+        }),
+      )
 
       // A stored turn's reply is written back; a stateless completion's exists only in memory.
       const finish = (stored: Message | undefined, outcome: FinishTurn) =>
@@ -269,6 +287,7 @@ export class Generations extends Context.Service<
               }
             }
             generation.settled()
+            running.delete(generation)
             spec.onSettled?.(result)
             yield* Deferred.succeed(generation.outcome, result)
             // A stored reply stays joinable from memory a while (late joiners, reconnects), then is
@@ -284,6 +303,7 @@ export class Generations extends Context.Service<
       const start = Effect.fn("Generations.start")(function* (spec: GenerationSpec) {
         const generation = new LiveGeneration(spec)
         byRequestId.set(spec.requestId, generation)
+        running.add(generation)
         const fiber = yield* run(spec, generation).pipe(Effect.forkIn(scope, { startImmediately: true }))
         if (!generation.isEnded()) generation.fiber = fiber
         return generation
@@ -323,6 +343,8 @@ class LiveGeneration implements Generation {
   private readonly log = new FrameLog()
   private nextId = firstGenerationFrameId
   private ended = false
+  /** When its listeners last got anything (a frame or a keepalive). */
+  private lastSentAt = performance.now()
   private readonly waiting = new Set<RequestId>()
   private readonly listeners = new Map<RequestId, Queue.Queue<Frame, SlowListener | Cause.Done>>()
 
@@ -337,6 +359,7 @@ class LiveGeneration implements Generation {
   /** Synchronous, so a listener registering between two emits sees each frame exactly once. */
   emit(type: string, data: Readonly<Record<string, unknown>>) {
     const f = frame(this.nextId++, type, data)
+    this.lastSentAt = performance.now()
     this.log.push(f)
     for (const [requestId, queue] of this.listeners) {
       if (!Queue.offerUnsafe(queue, f)) {
@@ -349,6 +372,14 @@ class LiveGeneration implements Generation {
       for (const queue of this.listeners.values()) Queue.endUnsafe(queue)
       this.listeners.clear()
     }
+  }
+
+  /** Sends a keepalive to every listener when nothing went to them for `quietMs`. */
+  keepalive(now: number, quietMs: number) {
+    if (this.ended || this.listeners.size === 0 || now - this.lastSentAt < quietMs) return
+    this.lastSentAt = now
+    // A listener too far behind to take it is caught by the next real frame.
+    for (const queue of this.listeners.values()) Queue.offerUnsafe(queue, keepaliveFrame)
   }
 
   /** The terminal frame is out: nothing more is emitted, and nothing is left to interrupt. */

@@ -38,6 +38,12 @@ export const frame = (id: number, type: string, data: Readonly<Record<string, un
 export const keepaliveBytes = encoder.encode(": keepalive\n\n")
 
 /**
+ * Sent to the listeners of a generation that has been quiet for a while; not an event (no id, never
+ * logged or replayed): every format writes it as the SSE comment above.
+ */
+export const keepaliveFrame: Frame = { id: -1, type: "keepalive", data: {}, bytes: keepaliveBytes }
+
+/**
  * A generation's frames in id order (ids are consecutive from the first one pushed), for
  * replaying to late joiners and reconnects. Once the generation ended, `compact` folds the deltas
  * into one string and their boundaries: a finished reply is kept a while for joiners, and a few

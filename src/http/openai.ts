@@ -6,7 +6,7 @@ import type { ChatRequest } from "../domain/chat.ts"
 import { OrgId } from "../domain/ids.ts"
 import type { Usage } from "../domain/thread.ts"
 import { firstGenerationFrameId } from "../engine/generations.ts"
-import type { Frame } from "../engine/sse-frames.ts"
+import { type Frame, keepaliveFrame } from "../engine/sse-frames.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
@@ -140,6 +140,10 @@ const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) =>
           sse({ error: { message: f.data.message, type: "api_error", param: null, code: f.data.code } }),
         )
         break
+      case "keepalive":
+        // An SSE comment: clients (the SDKs included) skip it; proxies see the stream is alive.
+        out.push(f.bytes)
+        break
     }
   }
   let lastType: string | undefined
@@ -148,7 +152,7 @@ const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) =>
     Stream.mapArray((frames) => {
       const out: Array<Uint8Array> = []
       for (const f of frames) {
-        lastType = f.type
+        if (f !== keepaliveFrame) lastType = f.type
         encode(f, out)
       }
       return [out.length === 1 ? out[0]! : Buffer.concat(out)] as const

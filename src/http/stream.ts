@@ -3,21 +3,14 @@ import { HttpServerResponse } from "effect/http"
 import type { OrgId, RequestId } from "../domain/ids.ts"
 import type { Message } from "../domain/thread.ts"
 import { firstGenerationFrameId, type Generation, type GenerationOutcome } from "../engine/generations.ts"
-import { frame, keepaliveBytes } from "../engine/sse-frames.ts"
+import { frame, keepaliveFrame } from "../engine/sse-frames.ts"
 import type { StartedTurn } from "../engine/turns.ts"
-
-const keepaliveEvery = "15 seconds"
 
 /** The headers of every reply stream: no caching, no proxy buffering, no compression. */
 export const sseResponse = (body: Stream.Stream<Uint8Array>) =>
   HttpServerResponse.stream(body, {
     contentType: "text/event-stream",
     headers: { "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" },
-  })
-
-const withKeepalive = (body: Stream.Stream<Uint8Array>) =>
-  Stream.merge(body, Stream.tick(keepaliveEvery).pipe(Stream.drop(1), Stream.as(keepaliveBytes)), {
-    haltStrategy: "left",
   })
 
 /** The request's own first frames: `ping` (before any upstream work) and `meta` (who serves it). */
@@ -59,7 +52,7 @@ export const endListening = (
 
 /**
  * One request listening to a generation: its head frames, then the generation's frames after
- * `afterId`, with keepalives. It ends after a terminal frame; a client hanging up interrupts it,
+ * `afterId`, with the generation's keepalives. It ends after a terminal frame; a client hanging up interrupts it,
  * which detaches the request (and aborts the upstream when it was the last listener).
  */
 export const listenStream = (
@@ -73,8 +66,11 @@ export const listenStream = (
   let lastId = afterId
   const frames = generation.listen(requestId, Math.max(afterId, firstGenerationFrameId - 1)).pipe(
     Stream.map((f) => {
-      lastType = f.type
-      lastId = f.id
+      // A keepalive is no event: it moves neither the resume point nor the end.
+      if (f !== keepaliveFrame) {
+        lastType = f.type
+        lastId = f.id
+      }
       return f.bytes
     }),
     Stream.catchTag("SlowListener", (slow) =>
@@ -87,8 +83,9 @@ export const listenStream = (
       ),
     ),
   )
-  return withKeepalive(
-    Stream.concat(Stream.fromIterable(headFrames(requestId, generation, coalesce, afterId)), frames),
+  return Stream.concat(
+    Stream.fromIterable(headFrames(requestId, generation, coalesce, afterId)),
+    frames,
   ).pipe(Stream.onExit((exit) => endListening(generation, requestId, exit, lastType, onEnd)))
 }
 

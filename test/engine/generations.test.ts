@@ -1,5 +1,6 @@
 import { type Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { AppConfig } from "../../src/config.ts"
 import { newRequestId, type OrgId } from "../../src/domain/ids.ts"
 import { firstGenerationFrameId, Generations, listenerBuffer } from "../../src/engine/generations.ts"
 import { unpacedTicket } from "../../src/engine/pacer.ts"
@@ -8,7 +9,10 @@ import { MessagesRepo } from "../../src/store/messages-repo.ts"
 import { ThreadsRepo } from "../../src/store/threads-repo.ts"
 import { ReposLive } from "../support/store.ts"
 
-const TestLayer = Generations.layer.pipe(Layer.provideMerge(ReposLive))
+const TestLayer = Generations.layer.pipe(
+  Layer.provideMerge(ReposLive),
+  Layer.provide(AppConfig.fromRecord({})),
+)
 const scope = Effect.runSync(Scope.make())
 let context: Awaited<ReturnType<typeof build>>
 const build = () => Effect.runPromise(Layer.buildWithScope(TestLayer, scope))
