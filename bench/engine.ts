@@ -2,23 +2,28 @@
  * The engine's own cost, without HTTP or a network: turns through `Turns` in this process, on the
  * mock provider at zero pace (tokens back to back), on the embedded store (or `DATABASE_URL`).
  * Prints the CPU time each turn costs the process, a number that other load on the machine barely
- * moves, so a change to the per-request path can be compared before and after.
- *   npm run bench:engine -- [--turns 20000] [--concurrency 100] [--rounds 3]
+ * moves, so a change to the per-request path can be compared before and after; then fan-out: one
+ * generation of 300 tokens streamed to `--listeners` DAC-format SSE listeners, CPU per frame
+ * delivered to one listener.
+ *   npm run bench:engine -- [--turns 20000] [--concurrency 100] [--rounds 3] [--listeners 200]
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Scope, Stream } from "effect"
 import { argValue, table } from "../scripts/harness.ts"
 import { AppConfig } from "../src/config.ts"
-import type { OrgId, ThreadId } from "../src/domain/ids.ts"
+import { newRequestId, type OrgId, type ThreadId } from "../src/domain/ids.ts"
 import { type TurnInput, Turns } from "../src/engine/turns.ts"
+import { listenStream } from "../src/http/stream.ts"
 import { appLayer } from "../src/layers.ts"
 import { ThreadsRepo } from "../src/store/threads-repo.ts"
 
 const turns = Number(argValue("--turns") ?? "20000")
 const concurrency = Number(argValue("--concurrency") ?? "100")
 const rounds = Number(argValue("--rounds") ?? "3")
+const listeners = Number(argValue("--listeners") ?? "200")
+const fanOutTokens = 300
 
 const dataDir = mkdtempSync(join(tmpdir(), "dac-engine-bench-"))
 const config = AppConfig.fromRecord({
@@ -30,6 +35,19 @@ const config = AppConfig.fromRecord({
   MOCK_TTFT_MS: "0",
   MOCK_TOKEN_INTERVAL_MS: "0",
   MOCK_TOKENS: "20",
+})
+// Fan-out wants tokens spread out, so listeners are attached while they flow (its own store folder:
+// one embedded store per folder).
+const fanOutDataDir = mkdtempSync(join(tmpdir(), "dac-engine-bench-"))
+const fanOutConfig = AppConfig.fromRecord({
+  PORT: "0",
+  HOST: "127.0.0.1",
+  LOG_LEVEL: "Error",
+  DATA_DIR: fanOutDataDir,
+  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+  MOCK_TTFT_MS: "0",
+  MOCK_TOKEN_INTERVAL_MS: "1",
+  MOCK_TOKENS: String(fanOutTokens),
 })
 const scope = Effect.runSync(Scope.make())
 const context = (await Effect.runPromise(Layer.buildWithScope(appLayer(config), scope))) as Context.Context<
@@ -76,7 +94,31 @@ const measure = async (kind: "stateless" | "thread", n: number) => {
   return { cpuUs: (used.user + used.system) / n, perSecond: n / ((performance.now() - started) / 1000) }
 }
 
+/** One stateless generation streamed to `listeners` listeners; CPU per frame per listener. */
+type Runner = <A, E>(effect: Effect.Effect<A, E>) => Promise<A>
+const fanOut = async (engineOf: Turns["Service"], runIn: Runner) => {
+  const turn = await runIn(engineOf.start(input("stateless", 0)))
+  const cpu = process.cpuUsage()
+  let frames = 0
+  await Promise.all(
+    Array.from({ length: listeners }, (_, i) =>
+      runIn(
+        Stream.runForEach(
+          listenStream(i === 0 ? turn.requestId : newRequestId(), turn.generation, "follower", -1, () => {}),
+          () =>
+            Effect.sync(() => {
+              frames++
+            }),
+        ),
+      ),
+    ),
+  )
+  const used = process.cpuUsage(cpu)
+  return { frames, cpuUs: (used.user + used.system) / frames }
+}
+
 const rows: Array<Record<string, string | number>> = []
+const fanOutRows: Array<Record<string, string | number>> = []
 try {
   for (const kind of ["stateless", "thread"] as const) {
     await measure(kind, Math.min(turns, 2000)) // warm-up
@@ -86,7 +128,21 @@ try {
     }
   }
   console.log(table(rows))
+  // A second gateway in this process, paced for fan-out, on the same store.
+  const fanOutScope = Effect.runSync(Scope.make())
+  const fanOutContext = (await Effect.runPromise(
+    Layer.buildWithScope(appLayer(fanOutConfig), fanOutScope),
+  )) as Context.Context<Turns>
+  const runFanOut = Effect.runPromiseWith(fanOutContext)
+  const fanOutEngine = Context.get(fanOutContext, Turns)
+  await fanOut(fanOutEngine, runFanOut) // warm-up
+  for (let round = 1; round <= rounds; round++) {
+    const { frames, cpuUs } = await fanOut(fanOutEngine, runFanOut)
+    fanOutRows.push({ round, listeners, "frames delivered": frames, "CPU µs per frame per listener": cpuUs })
+  }
+  await Effect.runPromise(Scope.close(fanOutScope, Exit.void))
+  console.log(`\n${table(fanOutRows)}`)
 } finally {
   await Effect.runPromise(Scope.close(scope, Exit.void))
-  rmSync(dataDir, { recursive: true, force: true })
+  for (const dir of [dataDir, fanOutDataDir]) rmSync(dir, { recursive: true, force: true })
 }
