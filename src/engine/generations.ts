@@ -12,7 +12,7 @@ import type { ProviderError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
-import { perCallSpan } from "../telemetry/spans.ts"
+import { perCallSpan, tracedFn } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
 import { type Frame, FrameLog, frame, keepaliveFrame } from "./sse-frames.ts"
@@ -300,14 +300,16 @@ export class Generations extends Context.Service<
         return consume.pipe(Effect.onExit(settle))
       }
 
-      const start = Effect.fn("Generations.start")(function* (spec: GenerationSpec) {
-        const generation = new LiveGeneration(spec)
-        byRequestId.set(spec.requestId, generation)
-        running.add(generation)
-        const fiber = yield* run(spec, generation).pipe(Effect.forkIn(scope, { startImmediately: true }))
-        if (!generation.isEnded()) generation.fiber = fiber
-        return generation
-      })
+      const start = tracedFn("Generations.start")(
+        Effect.fnUntraced(function* (spec: GenerationSpec) {
+          const generation = new LiveGeneration(spec)
+          byRequestId.set(spec.requestId, generation)
+          running.add(generation)
+          const fiber = yield* run(spec, generation).pipe(Effect.forkIn(scope, { startImmediately: true }))
+          if (!generation.isEnded()) generation.fiber = fiber
+          return generation
+        }),
+      )
 
       return Generations.of({
         start,

@@ -20,6 +20,7 @@ import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import type { RequestLogEntry } from "../store/request-log-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
+import { tracedFn } from "../telemetry/spans.ts"
 import { Coalescer, coalesceKey, conversationKey, type LeaderTurn } from "./coalescer.ts"
 import { type Generation, type GenerationOutcome, type GenerationSpec, Generations } from "./generations.ts"
 import { Pacer } from "./pacer.ts"
@@ -200,68 +201,70 @@ export class Turns extends Context.Service<
         return { userMessage: stored?.userMessage ?? null, generation }
       })
 
-      const startAs = Effect.fn("Turns.start")(function* (input: TurnInput, requestId: RequestId) {
-        const startedAt = performance.now()
-        const { body } = input
-        yield* Effect.annotateCurrentSpan({
-          "gen_ai.provider.name": body.provider,
-          "gen_ai.request.model": body.model,
-        })
-        if (body.content.length > config.maxContentChars) {
-          return yield* new ContentTooLarge({
-            message: `content is ${body.content.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
+      const startAs = tracedFn("Turns.start")(
+        Effect.fnUntraced(function* (input: TurnInput, requestId: RequestId) {
+          const startedAt = performance.now()
+          const { body } = input
+          yield* Effect.annotateCurrentSpan({
+            "gen_ai.provider.name": body.provider,
+            "gen_ai.request.model": body.model,
           })
-        }
-        const started = (coalesce: CoalesceRole, turn: LeaderTurn): StartedTurn => ({
-          requestId,
-          input,
-          coalesce,
-          userMessage: turn.userMessage,
-          generation: turn.generation,
-          startedAt,
-          record: record(input, requestId, coalesce, startedAt),
-        })
-
-        const sharable =
-          coalescer.enabled && input.coalesce !== false && (input.mode === "wait" || coalescer.streamFanout)
-        if (!sharable && input.idempotencyKey === undefined) {
-          return started("bypass", yield* lead(input, requestId, startedAt))
-        }
-        const bodyKey =
-          input.conversation === undefined
-            ? coalesceKey(input.org, input.threadId, body)
-            : conversationKey(input.org, input.conversation, body)
-        const key =
-          input.idempotencyKey === undefined ? bodyKey : `idempotency:${input.org}:${input.idempotencyKey}`
-        const claim = coalescer.claim<StartError>(key, bodyKey)
-        if (claim._tag === "Follower") {
-          if (claim.lead.bodyKey !== bodyKey) {
-            return yield* new IdempotencyConflict({
-              message: "this Idempotency-Key was used with a different request body",
+          if (body.content.length > config.maxContentChars) {
+            return yield* new ContentTooLarge({
+              message: `content is ${body.content.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
             })
           }
-          yield* providers.resolve(body.provider, body.model)
-          const turn = yield* Deferred.await(claim.lead.turn)
-          generations.alias(requestId, turn.generation)
-          const role = Deferred.isDoneUnsafe(turn.generation.outcome) ? "cache_hit" : "follower"
-          return started(role, turn)
-        }
-        // The key outlives the generation by the TTL that fits how it ended.
-        const turn = yield* lead(input, requestId, startedAt, (outcome) =>
-          coalescer.settle(key, outcome._tag),
-        ).pipe(
-          Effect.tapError((error) => {
-            coalescer.abandon(key)
-            return Deferred.fail(claim.lead.turn, error)
-          }),
-          Effect.onInterrupt(() => {
-            coalescer.abandon(key)
-            return Deferred.interrupt(claim.lead.turn)
-          }),
-        )
-        yield* Deferred.succeed(claim.lead.turn, turn)
-        return started(input.idempotencyKey !== undefined && !sharable ? "bypass" : "leader", turn)
-      })
+          const started = (coalesce: CoalesceRole, turn: LeaderTurn): StartedTurn => ({
+            requestId,
+            input,
+            coalesce,
+            userMessage: turn.userMessage,
+            generation: turn.generation,
+            startedAt,
+            record: record(input, requestId, coalesce, startedAt),
+          })
+
+          const sharable =
+            coalescer.enabled && input.coalesce !== false && (input.mode === "wait" || coalescer.streamFanout)
+          if (!sharable && input.idempotencyKey === undefined) {
+            return started("bypass", yield* lead(input, requestId, startedAt))
+          }
+          const bodyKey =
+            input.conversation === undefined
+              ? coalesceKey(input.org, input.threadId, body)
+              : conversationKey(input.org, input.conversation, body)
+          const key =
+            input.idempotencyKey === undefined ? bodyKey : `idempotency:${input.org}:${input.idempotencyKey}`
+          const claim = coalescer.claim<StartError>(key, bodyKey)
+          if (claim._tag === "Follower") {
+            if (claim.lead.bodyKey !== bodyKey) {
+              return yield* new IdempotencyConflict({
+                message: "this Idempotency-Key was used with a different request body",
+              })
+            }
+            yield* providers.resolve(body.provider, body.model)
+            const turn = yield* Deferred.await(claim.lead.turn)
+            generations.alias(requestId, turn.generation)
+            const role = Deferred.isDoneUnsafe(turn.generation.outcome) ? "cache_hit" : "follower"
+            return started(role, turn)
+          }
+          // The key outlives the generation by the TTL that fits how it ended.
+          const turn = yield* lead(input, requestId, startedAt, (outcome) =>
+            coalescer.settle(key, outcome._tag),
+          ).pipe(
+            Effect.tapError((error) => {
+              coalescer.abandon(key)
+              return Deferred.fail(claim.lead.turn, error)
+            }),
+            Effect.onInterrupt(() => {
+              coalescer.abandon(key)
+              return Deferred.interrupt(claim.lead.turn)
+            }),
+          )
+          yield* Deferred.succeed(claim.lead.turn, turn)
+          return started(input.idempotencyKey !== undefined && !sharable ? "bypass" : "leader", turn)
+        }),
+      )
 
       // Every log line of the request, and of the generation it forks, names the request.
       const start = (input: TurnInput) =>
@@ -288,41 +291,45 @@ export class Turns extends Context.Service<
           )
         })
 
-      const complete = Effect.fn("Turns.complete")(function* (input: TurnInput) {
-        const turn = yield* start(input)
-        turn.generation.attach(turn.requestId)
-        const outcome = yield* Deferred.await(turn.generation.outcome).pipe(
-          Effect.onInterrupt(() => {
-            turn.record("detached")
-            return turn.generation.detach(turn.requestId)
-          }),
-        )
-        turn.record(outcome)
-        if (outcome._tag === "Failed") return yield* Effect.fail(outcome.error)
-        if (outcome._tag === "Cancelled") {
-          return yield* new RequestCancelled({ message: `request ${turn.requestId} was cancelled` })
-        }
-        return { turn, outcome }
-      })
+      const complete = tracedFn("Turns.complete")(
+        Effect.fnUntraced(function* (input: TurnInput) {
+          const turn = yield* start(input)
+          turn.generation.attach(turn.requestId)
+          const outcome = yield* Deferred.await(turn.generation.outcome).pipe(
+            Effect.onInterrupt(() => {
+              turn.record("detached")
+              return turn.generation.detach(turn.requestId)
+            }),
+          )
+          turn.record(outcome)
+          if (outcome._tag === "Failed") return yield* Effect.fail(outcome.error)
+          if (outcome._tag === "Cancelled") {
+            return yield* new RequestCancelled({ message: `request ${turn.requestId} was cancelled` })
+          }
+          return { turn, outcome }
+        }),
+      )
 
-      const send = Effect.fn("Turns.send")(function* (input: TurnInput) {
-        const { turn, outcome } = yield* complete(input)
-        return new TurnResult(
-          {
-            request_id: turn.requestId,
-            // Thread turns always store the user's message (only stateless completions have none).
-            user_message: turn.userMessage!,
-            assistant_message: outcome.message,
-            coalesce: turn.coalesce,
-            metrics: {
-              queue_wait_ms: outcome.queueWaitMs,
-              ttft_ms: outcome.ttftMs,
-              latency_ms: outcome.latencyMs,
+      const send = tracedFn("Turns.send")(
+        Effect.fnUntraced(function* (input: TurnInput) {
+          const { turn, outcome } = yield* complete(input)
+          return new TurnResult(
+            {
+              request_id: turn.requestId,
+              // Thread turns always store the user's message (only stateless completions have none).
+              user_message: turn.userMessage!,
+              assistant_message: outcome.message,
+              coalesce: turn.coalesce,
+              metrics: {
+                queue_wait_ms: outcome.queueWaitMs,
+                ttft_ms: outcome.ttftMs,
+                latency_ms: outcome.latencyMs,
+              },
             },
-          },
-          { disableChecks: true },
-        )
-      })
+            { disableChecks: true },
+          )
+        }),
+      )
 
       return Turns.of({ start, complete, send })
     }),

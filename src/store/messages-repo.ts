@@ -4,6 +4,7 @@ import { ThreadNotFound } from "../domain/errors.ts"
 import { type MessageId, newMessageId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
 import { Message, type MessageStatus, type Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
+import { tracedFn } from "../telemetry/spans.ts"
 import { type MessageRow, messageFromRow, toIso } from "./rows.ts"
 
 export interface StartTurn {
@@ -56,17 +57,18 @@ export class MessagesRepo extends Context.Service<
 
       // One round trip: check the thread belongs to the org, read its history and insert both
       // messages. The history CTE sees the snapshot before the insert, so it never includes them.
-      const startTurn = Effect.fn("MessagesRepo.startTurn")(
-        function* (turn: StartTurn) {
-          const userId = newMessageId()
-          const assistantId = newMessageId()
-          const rows = yield* sql<{
-            kind: "history" | "inserted"
-            id: string | null
-            role: string
-            content: string
-            created_at: Date | string | null
-          }>`
+      const startTurn = tracedFn("MessagesRepo.startTurn")(
+        Effect.fnUntraced(
+          function* (turn: StartTurn) {
+            const userId = newMessageId()
+            const assistantId = newMessageId()
+            const rows = yield* sql<{
+              kind: "history" | "inserted"
+              id: string | null
+              role: string
+              content: string
+              created_at: Date | string | null
+            }>`
           WITH thread AS (
             SELECT id FROM threads WHERE id = ${turn.threadId} AND org_id = ${turn.org}
           ), history AS (
@@ -87,69 +89,74 @@ export class MessagesRepo extends Context.Service<
           FROM (SELECT role, content FROM history ORDER BY seq) h
           UNION ALL
           SELECT 'inserted', id, '', '', created_at FROM inserted`
-          const inserted = rows.filter((row) => row.kind === "inserted")
-          if (inserted.length === 0) {
-            return yield* new ThreadNotFound({ message: `thread ${turn.threadId} not found` })
-          }
-          const createdAt = toIso(inserted[0]!.created_at!)
-          const make = (id: MessageId, role: "user" | "assistant", content: string, status: MessageStatus) =>
-            new Message(
-              {
-                message_id: id,
-                thread_id: turn.threadId,
-                role,
-                content,
-                status,
-                provider: turn.provider,
-                model: turn.model,
-                usage: null,
-                finish_reason: null,
-                error_code: null,
-                request_id: turn.requestId,
-                created_at: createdAt,
-                updated_at: createdAt,
-              },
-              { disableChecks: true },
-            )
-          const history: Array<ChatMessage> = []
-          for (const row of rows) {
-            if (row.kind === "history")
-              history.push({ role: row.role as ChatMessage["role"], content: row.content })
-          }
-          history.push({ role: "user", content: turn.content })
-          return {
-            userMessage: make(userId, "user", turn.content, "complete"),
-            assistantMessage: make(assistantId, "assistant", "", "pending"),
-            history,
-          }
-        },
-        Effect.catchTag("SqlError", Effect.die),
+            const inserted = rows.filter((row) => row.kind === "inserted")
+            if (inserted.length === 0) {
+              return yield* new ThreadNotFound({ message: `thread ${turn.threadId} not found` })
+            }
+            const createdAt = toIso(inserted[0]!.created_at!)
+            const make = (
+              id: MessageId,
+              role: "user" | "assistant",
+              content: string,
+              status: MessageStatus,
+            ) =>
+              new Message(
+                {
+                  message_id: id,
+                  thread_id: turn.threadId,
+                  role,
+                  content,
+                  status,
+                  provider: turn.provider,
+                  model: turn.model,
+                  usage: null,
+                  finish_reason: null,
+                  error_code: null,
+                  request_id: turn.requestId,
+                  created_at: createdAt,
+                  updated_at: createdAt,
+                },
+                { disableChecks: true },
+              )
+            const history: Array<ChatMessage> = []
+            for (const row of rows) {
+              if (row.kind === "history")
+                history.push({ role: row.role as ChatMessage["role"], content: row.content })
+            }
+            history.push({ role: "user", content: turn.content })
+            return {
+              userMessage: make(userId, "user", turn.content, "complete"),
+              assistantMessage: make(assistantId, "assistant", "", "pending"),
+              history,
+            }
+          },
+          Effect.catchTag("SqlError", Effect.die),
+        ),
       )
 
-      const finishTurn = Effect.fn("MessagesRepo.finishTurn")(function* (
-        message: Message,
-        outcome: FinishTurn,
-      ) {
-        const usage = outcome.usage === null ? null : JSON.stringify(outcome.usage)
-        const rows = yield* sql<{ updated_at: Date | string }>`
+      const finishTurn = tracedFn("MessagesRepo.finishTurn")(
+        Effect.fnUntraced(function* (message: Message, outcome: FinishTurn) {
+          const usage = outcome.usage === null ? null : JSON.stringify(outcome.usage)
+          const rows = yield* sql<{ updated_at: Date | string }>`
           UPDATE messages
           SET content = ${outcome.content}, status = ${outcome.status}, usage = ${usage}::jsonb,
               finish_reason = ${outcome.finishReason}, error_code = ${outcome.errorCode}, updated_at = now()
           WHERE id = ${message.message_id}
           RETURNING updated_at`
-        return new Message(
-          {
-            ...message,
-            content: outcome.content,
-            status: outcome.status,
-            usage: outcome.usage,
-            finish_reason: outcome.finishReason,
-            error_code: outcome.errorCode,
-            updated_at: rows[0] ? toIso(rows[0].updated_at) : message.updated_at,
-          },
-          { disableChecks: true },
-        )
-      }, Effect.orDie)
+          return new Message(
+            {
+              ...message,
+              content: outcome.content,
+              status: outcome.status,
+              usage: outcome.usage,
+              finish_reason: outcome.finishReason,
+              error_code: outcome.errorCode,
+              updated_at: rows[0] ? toIso(rows[0].updated_at) : message.updated_at,
+            },
+            { disableChecks: true },
+          )
+        }, Effect.orDie),
+      )
 
       const listByThread = Effect.fn("MessagesRepo.listByThread")(function* (org: OrgId, threadId: ThreadId) {
         const rows = yield* sql<MessageRow>`

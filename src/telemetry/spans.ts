@@ -1,4 +1,4 @@
-import type { Tracer } from "effect"
+import { Effect, References, type Tracer } from "effect"
 
 /**
  * Trace options for spans opened on every request or upstream call: a captured stack trace costs
@@ -6,3 +6,18 @@ import type { Tracer } from "effect"
  * the engine, which the span's name already does.
  */
 export const perCallSpan: Tracer.TraceOptions = { captureStackTrace: false }
+
+/**
+ * `Effect.fn(name)` for a method on the per-request path, at the price of a plain call when no
+ * span is recorded (no OTLP endpoint: `References.TracerEnabled` is off). `Effect.fn` captures a
+ * call-site stack and opens a span, no-op or not, on every call: a third of a turn's CPU here.
+ */
+export const tracedFn =
+  (name: string) =>
+  <Args extends Array<unknown>, A, E, R>(
+    body: (...args: Args) => Effect.Effect<A, E, R>,
+  ): ((...args: Args) => Effect.Effect<A, E, R>) => {
+    const traced = Effect.fn(name)(body) as (...args: Args) => Effect.Effect<A, E, R>
+    return (...args) =>
+      Effect.withFiber((fiber) => (fiber.getRef(References.TracerEnabled) ? traced(...args) : body(...args)))
+  }
