@@ -25,30 +25,23 @@ const rounds = Number(argValue("--rounds") ?? "3")
 const listeners = Number(argValue("--listeners") ?? "200")
 const fanOutTokens = 300
 
+/** A gateway's configuration on a store folder of its own (one embedded store per folder). */
+const configFor = (dataDir: string, mock: { readonly intervalMs: number; readonly tokens: number }) =>
+  AppConfig.fromRecord({
+    PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "Error",
+    DATA_DIR: dataDir,
+    ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+    MOCK_TTFT_MS: "0",
+    MOCK_TOKEN_INTERVAL_MS: String(mock.intervalMs),
+    MOCK_TOKENS: String(mock.tokens),
+  })
 const dataDir = mkdtempSync(join(tmpdir(), "dac-engine-bench-"))
-const config = AppConfig.fromRecord({
-  PORT: "0",
-  HOST: "127.0.0.1",
-  LOG_LEVEL: "Error",
-  DATA_DIR: dataDir,
-  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
-  MOCK_TTFT_MS: "0",
-  MOCK_TOKEN_INTERVAL_MS: "0",
-  MOCK_TOKENS: "20",
-})
-// Fan-out wants tokens spread out, so listeners are attached while they flow (its own store folder:
-// one embedded store per folder).
+const config = configFor(dataDir, { intervalMs: 0, tokens: 20 })
+// Fan-out wants tokens spread out, so listeners are attached while they flow.
 const fanOutDataDir = mkdtempSync(join(tmpdir(), "dac-engine-bench-"))
-const fanOutConfig = AppConfig.fromRecord({
-  PORT: "0",
-  HOST: "127.0.0.1",
-  LOG_LEVEL: "Error",
-  DATA_DIR: fanOutDataDir,
-  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
-  MOCK_TTFT_MS: "0",
-  MOCK_TOKEN_INTERVAL_MS: "1",
-  MOCK_TOKENS: String(fanOutTokens),
-})
+const fanOutConfig = configFor(fanOutDataDir, { intervalMs: 1, tokens: fanOutTokens })
 const scope = Effect.runSync(Scope.make())
 const context = (await Effect.runPromise(Layer.buildWithScope(appLayer(config), scope))) as Context.Context<
   Turns | ThreadsRepo
