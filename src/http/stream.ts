@@ -52,8 +52,8 @@ export const endListening = (
 
 /**
  * One request listening to a generation: its head frames, then the generation's frames after
- * `afterId`, with the generation's keepalives. It ends after a terminal frame; a client hanging up interrupts it,
- * which detaches the request (and aborts the upstream when it was the last listener).
+ * `afterId`, with the generation's keepalives. It ends after a terminal frame; a client hanging up
+ * interrupts it, which detaches the request (and aborts the upstream when it was the last listener).
  */
 export const listenStream = (
   requestId: RequestId,
