@@ -63,3 +63,57 @@ describe("the pacer behind the API", () => {
     expect(after.json.metrics.queue_wait_ms).toBeGreaterThanOrEqual(0)
   })
 })
+
+describe("PACER_MAX_WAIT_MS", () => {
+  let slow: RunningGateway
+  beforeAll(async () => {
+    slow = await startGateway({
+      MOCK_CONCURRENCY: "1",
+      PACER_MAX_WAIT_MS: "300",
+      MOCK_TTFT_MS: "1",
+      MOCK_TOKENS: "3",
+      MOCK_TOKEN_INTERVAL_MS: "1",
+    })
+  })
+  afterAll(() => slow?.close())
+
+  it("a request waiting longer fails with 503 upstream_overloaded and leaves the queue; the slot is not leaked", async () => {
+    const org = `org-${crypto.randomUUID()}`
+    const c = api(slow.baseUrl, org)
+    const threadId = (await c.post("/api/threads", {})).json.thread_id
+    const holder = new AbortController()
+    const held = fetch(`${slow.baseUrl}/api/threads/${threadId}/messages`, {
+      method: "POST",
+      headers: { "x-org-id": org, "content-type": "application/json" },
+      body: JSON.stringify(turn("hold the slot", "never-ending")),
+      signal: holder.signal,
+    }).catch(() => undefined)
+    const mockPacer = async () =>
+      (
+        (await c.get("/ready")).json.pacer as Array<{ provider: string; inFlight: number; queued: number }>
+      ).find((p) => p.provider === "mock")!
+    for (let i = 0; i < 100 && (await mockPacer()).inFlight === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+
+    const startedAt = performance.now()
+    const waited = await c.post(`/api/threads/${threadId}/messages`, turn("waits too long"))
+    expect(waited.status).toBe(503)
+    expect(waited.json.error.code).toBe("upstream_overloaded")
+    expect(waited.json.error.message).toContain("PACER_MAX_WAIT_MS")
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(290)
+    expect(await mockPacer()).toMatchObject({ inFlight: 1, queued: 0 })
+    const stored = (await c.get(`/api/threads/${threadId}`)).json.messages.at(-1)
+    expect(stored).toMatchObject({ role: "assistant", status: "failed", error_code: "upstream_overloaded" })
+
+    holder.abort()
+    await held
+    let after = await c.post(`/api/threads/${threadId}/messages`, turn("after"))
+    for (let i = 0; i < 50 && after.status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      after = await c.post(`/api/threads/${threadId}/messages`, turn(`after ${i}`))
+    }
+    expect(after.status).toBe(200)
+    expect(await mockPacer()).toMatchObject({ inFlight: 0, queued: 0 })
+  })
+})
