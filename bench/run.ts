@@ -7,7 +7,9 @@
  * the others ask the upstream for one JSON body while DAC always streams from upstream, for TTFT and
  * fan-out; "DAC one-body" is DAC with UPSTREAM_STREAM_ALWAYS=0, which passes the flag on too),
  * and with streaming clients (every contender streams from upstream).
- *   npm run bench -- [--seconds 3] [--concurrency 1,10,100,500] [--rounds 2]
+ * `--ttft-ms 0 --token-ms 0` takes the upstream's pace out: what is left is each contender's own
+ * cost (cancel propagation is then not measured: there is nothing to cancel).
+ *   npm run bench -- [--seconds 3] [--concurrency 1,10,100,500] [--rounds 2] [--ttft-ms 20] [--token-ms 2]
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -20,6 +22,9 @@ import { argValue, percentile, table } from "../scripts/harness.ts"
 const seconds = Number(argValue("--seconds") ?? "3")
 const concurrencies = (argValue("--concurrency") ?? "1,10,100,500").split(",").map(Number)
 const rounds = Number(argValue("--rounds") ?? "2")
+const ttftMs = Number(argValue("--ttft-ms") ?? "20")
+const tokenMs = Number(argValue("--token-ms") ?? "2")
+const paced = ttftMs > 0 || tokenMs > 0
 const children: Array<ChildProcess> = []
 const node = process.execPath
 
@@ -182,11 +187,11 @@ const main = async () => {
     "--port",
     "0",
     "--ttft-ms",
-    "20",
+    String(ttftMs),
     "--tokens",
     "20",
     "--token-ms",
-    "2",
+    String(tokenMs),
   ])
   const upstream = `http://127.0.0.1:${upstreamPort}`
   const proxyPort = await startPrinting(["bench/proxy.ts", "--port", "0", "--target", `${upstream}/v1`])
@@ -335,7 +340,8 @@ const main = async () => {
   const streaming: Array<Row> = []
   for (const contender of contenders) {
     const t = await ttft(contender, 200, 10)
-    const c = contender.name === "direct" ? undefined : await cancelPropagation(contender, upstream, 30)
+    const c =
+      contender.name === "direct" || !paced ? undefined : await cancelPropagation(contender, upstream, 30)
     streaming.push({
       contender: contender.name,
       "TTFT p50 ms": t.p50,
@@ -357,13 +363,17 @@ const main = async () => {
     table(streaming),
   ].join("\n")
   console.log(text)
+  // The default pace names the file by date alone; another pace says which.
   const date = new Date().toISOString().slice(0, 10)
+  const name = ttftMs === 20 && tokenMs === 2 ? date : `${date}-ttft${ttftMs}-token${tokenMs}`
   mkdirSync("bench/results", { recursive: true })
   writeFileSync(
-    `bench/results/${date}.json`,
+    `bench/results/${name}.json`,
     JSON.stringify(
       {
         date,
+        ttftMs,
+        tokenMs,
         seconds,
         rounds,
         concurrencies,
@@ -376,8 +386,8 @@ const main = async () => {
     ),
   )
   writeFileSync(
-    `bench/results/${date}.md`,
-    `# Benchmark ${date}\n\nUpstream: TTFT 20 ms, 20 tokens 2 ms apart; ${seconds} s per run, ${rounds} rounds alternated; 2-core machine, loopback.\n\n\`\`\`\n${text}\n\`\`\`\n`,
+    `bench/results/${name}.md`,
+    `# Benchmark ${date}\n\nUpstream: TTFT ${ttftMs} ms, 20 tokens ${tokenMs} ms apart; ${seconds} s per run, ${rounds} rounds alternated; 2-core machine, loopback.\n\n\`\`\`\n${text}\n\`\`\`\n`,
   )
   for (const dataDir of dataDirs) rmSync(dataDir, { recursive: true, force: true })
 }
