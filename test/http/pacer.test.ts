@@ -21,6 +21,16 @@ const turn = (content: string, model = "faststream-ttft") => ({
   model,
 })
 
+/** Once every slot and place came back, a new request runs (retried while the slots drain). */
+const runsAgain = async (c: ReturnType<typeof api>, threadId: string) => {
+  let after = await c.post(`/api/threads/${threadId}/messages`, turn("after"))
+  for (let i = 0; i < 50 && after.status !== 200; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    after = await c.post(`/api/threads/${threadId}/messages`, turn(`after ${i}`))
+  }
+  return after
+}
+
 describe("the pacer behind the API", () => {
   it("answers 429 with retry-after when the provider's queue is full, storing nothing", async () => {
     const org = `org-${crypto.randomUUID()}`
@@ -54,11 +64,7 @@ describe("the pacer behind the API", () => {
     for (const holder of holders) holder.controller.abort()
     await Promise.all(holders.map((h) => h.done))
     // Every slot and place came back: a new request runs.
-    let after = await c.post(`/api/threads/${threadId}/messages`, turn("after"))
-    for (let i = 0; i < 50 && after.status !== 200; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20))
-      after = await c.post(`/api/threads/${threadId}/messages`, turn(`after ${i}`))
-    }
+    const after = await runsAgain(c, threadId)
     expect(after.status).toBe(200)
     expect(after.json.metrics.queue_wait_ms).toBeGreaterThanOrEqual(0)
   })
@@ -108,11 +114,7 @@ describe("PACER_MAX_WAIT_MS", () => {
 
     holder.abort()
     await held
-    let after = await c.post(`/api/threads/${threadId}/messages`, turn("after"))
-    for (let i = 0; i < 50 && after.status !== 200; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20))
-      after = await c.post(`/api/threads/${threadId}/messages`, turn(`after ${i}`))
-    }
+    const after = await runsAgain(c, threadId)
     expect(after.status).toBe(200)
     expect(await mockPacer()).toMatchObject({ inFlight: 0, queued: 0 })
   })
