@@ -10,12 +10,12 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Context, Effect, Exit, Layer, Scope, Stream } from "effect"
+import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { argValue, table } from "../scripts/harness.ts"
 import { AppConfig } from "../src/config.ts"
 import { newRequestId, type OrgId, type ThreadId } from "../src/domain/ids.ts"
 import { type TurnInput, Turns } from "../src/engine/turns.ts"
-import { listenStream } from "../src/http/stream.ts"
+import { listenBody } from "../src/http/stream.ts"
 import { appLayer } from "../src/layers.ts"
 import { ThreadsRepo } from "../src/store/threads-repo.ts"
 
@@ -94,17 +94,21 @@ const fanOut = async (engineOf: Turns["Service"], runIn: Runner) => {
   const cpu = process.cpuUsage()
   let frames = 0
   await Promise.all(
-    Array.from({ length: listeners }, (_, i) =>
-      runIn(
-        Stream.runForEach(
-          listenStream(i === 0 ? turn.requestId : newRequestId(), turn.generation, "follower", -1, () => {}),
-          () =>
-            Effect.sync(() => {
-              frames++
-            }),
-        ),
-      ),
-    ),
+    Array.from({ length: listeners }, (_, i) => {
+      const body = listenBody(
+        i === 0 ? turn.requestId : newRequestId(),
+        turn.generation,
+        "follower",
+        -1,
+        () => {},
+      )
+      return new Promise<void>((resolve) => {
+        body.on("data", () => {
+          frames++
+        })
+        body.on("end", resolve)
+      })
+    }),
   )
   const used = process.cpuUsage(cpu)
   return { frames, cpuUs: (used.user + used.system) / frames }

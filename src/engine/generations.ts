@@ -15,7 +15,7 @@ import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
 import { perCallSpan, tracedFn } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
-import { type Frame, FrameLog, frame, keepaliveFrame } from "./sse-frames.ts"
+import { type Frame, FrameLog, type FrameSink, frame, keepaliveFrame } from "./sse-frames.ts"
 
 /** The reply of a stateless completion, shaped like a stored one (it is never written). */
 const transientReply = (outcome: FinishTurn): Message => {
@@ -109,12 +109,21 @@ export interface Generation {
   /** Counts a request that waits for the outcome (a non-streaming turn). */
   readonly attach: (requestId: RequestId) => void
   /**
-   * A request's view of the stream: every frame after `afterId` (replayed from the log), then the
-   * live tail, with no gap and no duplicate; it ends after the terminal frame. Attaches the request.
+   * Attaches a listener: `sink` gets every frame after `afterId` (replayed from the log) and then
+   * each live frame as it is emitted, with no gap and no duplicate, until the terminal frame.
    */
+  readonly subscribe: (requestId: RequestId, afterId: number, sink: FrameSink) => void
+  /** `subscribe` as a Stream (for in-process listeners): it fails when `listenerBuffer` frames wait. */
   readonly listen: (requestId: RequestId, afterId: number) => Stream.Stream<Frame, SlowListener>
+  /** How it ended, once its terminal frame is out (the same value `outcome` completes with). */
+  readonly result: () => GenerationOutcome | undefined
   /** Stops counting the request; interrupts the generation when no request is left. */
   readonly detach: (requestId: RequestId) => Effect.Effect<void>
+  /**
+   * `detach` from outside any fiber (the interruption starts and is not awaited), by the listener
+   * `sink`: a reconnect that took over the request id since is left alone.
+   */
+  readonly detachUnsafe: (requestId: RequestId, sink: FrameSink) => void
   /** Ends one request's stream with `cancelled` and detaches it. */
   readonly cancelRequest: (requestId: RequestId) => Effect.Effect<void>
   /** Stops the generation for every listener. */
@@ -253,7 +262,7 @@ export class Generations extends Context.Service<
               })
               result = { _tag: "Completed", message, ttftMs, latencyMs, queueWaitMs, usage }
               yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
-              generation.emit("done", {
+              generation.end(result, "done", {
                 message_id: message.message_id,
                 finish_reason: message.finish_reason,
                 usage,
@@ -276,14 +285,14 @@ export class Generations extends Context.Service<
                   error: error.message,
                 })
                 result = { _tag: "Failed", message, error, ttftMs, latencyMs, queueWaitMs }
-                generation.emit("error", {
+                generation.end(result, "error", {
                   code: error.code,
                   message: error.message,
                   retryable: error.retryable,
                 })
               } else {
                 result = { _tag: "Cancelled", message, ttftMs, latencyMs, queueWaitMs }
-                generation.emit("cancelled", {})
+                generation.end(result, "cancelled", {})
               }
             }
             generation.settled()
@@ -345,10 +354,11 @@ class LiveGeneration implements Generation {
   private readonly log = new FrameLog()
   private nextId = firstGenerationFrameId
   private ended = false
+  private settledWith: GenerationOutcome | undefined
   /** When its listeners last got anything (a frame or a keepalive). */
   private lastSentAt = performance.now()
   private readonly waiting = new Set<RequestId>()
-  private readonly listeners = new Map<RequestId, Queue.Queue<Frame, SlowListener | Cause.Done>>()
+  private readonly listeners = new Map<RequestId, FrameSink>()
 
   constructor(spec: GenerationSpec) {
     this.org = spec.org
@@ -363,17 +373,25 @@ class LiveGeneration implements Generation {
     const f = frame(this.nextId++, type, data)
     this.lastSentAt = performance.now()
     this.log.push(f)
-    for (const [requestId, queue] of this.listeners) {
-      if (!Queue.offerUnsafe(queue, f)) {
+    for (const [requestId, sink] of this.listeners) {
+      if (!sink.offer(f)) {
         this.listeners.delete(requestId)
-        Queue.failCauseUnsafe(queue, Cause.fail(new SlowListener({ lastId: f.id - 1 })))
+        sink.fellBehind(f.id - 1)
       }
     }
-    if (type === "done" || type === "error" || type === "cancelled") {
-      this.ended = true
-      for (const queue of this.listeners.values()) Queue.endUnsafe(queue)
-      this.listeners.clear()
-    }
+  }
+
+  /** Emits the terminal frame, `outcome` already known to `result()`, and ends every listener. */
+  end(
+    outcome: GenerationOutcome,
+    type: "done" | "error" | "cancelled",
+    data: Readonly<Record<string, unknown>>,
+  ) {
+    this.settledWith = outcome
+    this.emit(type, data)
+    this.ended = true
+    for (const sink of this.listeners.values()) sink.end()
+    this.listeners.clear()
   }
 
   /** Sends a keepalive to every listener when nothing went to them for `quietMs`. */
@@ -381,7 +399,7 @@ class LiveGeneration implements Generation {
     if (this.ended || this.listeners.size === 0 || now - this.lastSentAt < quietMs) return
     this.lastSentAt = now
     // A listener too far behind to take it is caught by the next real frame.
-    for (const queue of this.listeners.values()) Queue.offerUnsafe(queue, keepaliveFrame)
+    for (const sink of this.listeners.values()) sink.offer(keepaliveFrame)
   }
 
   /** The terminal frame is out: nothing more is emitted, and nothing is left to interrupt. */
@@ -395,12 +413,23 @@ class LiveGeneration implements Generation {
     return this.ended
   }
 
+  result() {
+    return this.settledWith
+  }
+
   attach(requestId: RequestId) {
     this.waiting.add(requestId)
   }
 
   isListening(requestId: RequestId) {
     return this.listeners.has(requestId)
+  }
+
+  subscribe(requestId: RequestId, afterId: number, sink: FrameSink) {
+    // Replay and registration in one synchronous step: no emit can fall between them.
+    if (!sink.replay(this.log.after(afterId))) sink.fellBehind(afterId)
+    else if (this.ended) sink.end()
+    else this.listeners.set(requestId, sink)
   }
 
   listen(requestId: RequestId, afterId: number): Stream.Stream<Frame, SlowListener> {
@@ -411,41 +440,48 @@ class LiveGeneration implements Generation {
           Queue.bounded<Frame, SlowListener | Cause.Done>(this.log.length + listenerBuffer),
         ),
         (queue) =>
-          // Replay and registration in one synchronous step: no emit can fall between them.
           Effect.sync(() => {
-            const replay = this.log.after(afterId)
-            if (this.ended) return Stream.fromIterable(replay)
-            const unsent = Queue.offerAllUnsafe(queue, replay)
-            if (unsent.length > 0) return Stream.fail(new SlowListener({ lastId: afterId }))
-            this.listeners.set(requestId, queue)
+            this.subscribe(requestId, afterId, {
+              replay: (frames) => Queue.offerAllUnsafe(queue, frames).length === 0,
+              offer: (f) => Queue.offerUnsafe(queue, f),
+              end: () => Queue.endUnsafe(queue),
+              fellBehind: (lastId) => Queue.failCauseUnsafe(queue, Cause.fail(new SlowListener({ lastId }))),
+            })
             return Stream.fromQueue(queue)
           }),
       ),
     )
   }
 
+  /** Forgets the request (its listener `only`); the fiber to interrupt when it was the last one. */
+  private leave(requestId: RequestId, only?: FrameSink) {
+    this.waiting.delete(requestId)
+    const sink = this.listeners.get(requestId)
+    if (sink !== undefined && (only === undefined || sink === only)) {
+      this.listeners.delete(requestId)
+      sink.end()
+    }
+    return this.waiting.size === 0 && this.listeners.size === 0 && !this.ended ? this.fiber : undefined
+  }
+
   detach(requestId: RequestId): Effect.Effect<void> {
     return Effect.suspend(() => {
-      this.waiting.delete(requestId)
-      const queue = this.listeners.get(requestId)
-      if (queue) {
-        this.listeners.delete(requestId)
-        Queue.endUnsafe(queue)
-      }
-      const fiber = this.fiber
-      return this.waiting.size === 0 && this.listeners.size === 0 && !this.ended && fiber !== undefined
-        ? Fiber.interrupt(fiber)
-        : Effect.void
+      const fiber = this.leave(requestId)
+      return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
     })
+  }
+
+  detachUnsafe(requestId: RequestId, sink: FrameSink) {
+    this.leave(requestId, sink)?.interruptUnsafe()
   }
 
   cancelRequest(requestId: RequestId): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const queue = this.listeners.get(requestId)
-      if (queue) {
+      const sink = this.listeners.get(requestId)
+      if (sink) {
         this.listeners.delete(requestId)
-        Queue.offerUnsafe(queue, frame(this.nextId, "cancelled", {}))
-        Queue.endUnsafe(queue)
+        sink.offer(frame(this.nextId, "cancelled", {}))
+        sink.end()
       }
       return this.detach(requestId)
     })

@@ -44,6 +44,21 @@ export const keepaliveBytes = encoder.encode(": keepalive\n\n")
 export const keepaliveFrame: Frame = { id: -1, type: "keepalive", data: {}, bytes: keepaliveBytes }
 
 /**
+ * One listener of a generation, fed synchronously as frames are emitted (no queue, no fiber hop per
+ * frame): an HTTP reply body encodes and writes each frame as it comes.
+ */
+export interface FrameSink {
+  /** The frames emitted before it joined; false: too many to take (it then `fellBehind`). */
+  readonly replay: (frames: ReadonlyArray<Frame>) => boolean
+  /** A live frame; false: the listener is too far behind and is dropped (it then `fellBehind`). */
+  readonly offer: (f: Frame) => boolean
+  /** No more frames: the generation ended after its terminal frame, or the listener was detached. */
+  readonly end: () => void
+  /** Dropped for being too far behind; `lastId` is the last frame it was given. */
+  readonly fellBehind: (lastId: number) => void
+}
+
+/**
  * A generation's frames in id order (ids are consecutive from the first one pushed), for
  * replaying to late joiners and reconnects. Once the generation ended, `compact` folds the deltas
  * into one string and their boundaries: a finished reply is kept a while for joiners, and a few

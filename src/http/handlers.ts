@@ -22,7 +22,7 @@ import { CurrentOrg } from "./org.ts"
 import {
   findGenerationFor,
   lastEventId,
-  listenStream,
+  listenBody,
   sseResponse,
   storedReplyStream,
   turnStream,
@@ -96,7 +96,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
           const requestId = generation.isListening(params.request_id) ? newRequestId() : params.request_id
           if (requestId !== params.request_id) generations.alias(requestId, generation)
           return sseResponse(
-            listenStream(requestId, generation, "follower", afterId, () => {}),
+            listenBody(requestId, generation, "follower", afterId, () => {}),
           ) as unknown as string
         }
         const stored = yield* messages.findAssistantByRequest(org, params.request_id)

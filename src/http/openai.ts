@@ -1,16 +1,16 @@
 import { createHash } from "node:crypto"
-import { Effect, Exit, Layer, Schema, SchemaIssue, Stream } from "effect"
+import { Effect, Exit, Layer, Schema, SchemaIssue } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { AppConfig, type ModelTarget } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
 import { OrgId } from "../domain/ids.ts"
 import type { Usage } from "../domain/thread.ts"
 import { firstGenerationFrameId } from "../engine/generations.ts"
-import { type Frame, keepaliveFrame } from "../engine/sse-frames.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
-import { endListening } from "./stream.ts"
+import { ListenerBody, type ListenerFormat } from "./listener-body.ts"
+import { sseResponse } from "./stream.ts"
 
 /** OpenAI's message: text content as a string or as text parts. */
 const OpenAiMessage = Schema.Struct({
@@ -111,8 +111,12 @@ const usageOf = (usage: Usage | null | undefined) =>
         total_tokens: usage.input_tokens + usage.output_tokens,
       }
 
+const slowConsumer = sse({
+  error: { message: "the client fell too far behind", type: "api_error", param: null, code: "slow_consumer" },
+})
+
 /** OpenAI's chunk stream for one request: a role chunk at once, content chunks, finish, usage, `[DONE]`. */
-const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) => {
+const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
   const id = `chatcmpl-${turn.requestId}`
   const created = Math.floor(Date.now() / 1000)
   const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
@@ -122,53 +126,42 @@ const chunkStream = (turn: StartedTurn, model: string, includeUsage: boolean) =>
     model,
     choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
   })
-  /** One generation frame in OpenAI's format: synchronous, so a batch of frames maps in one step. */
-  const encode = (f: Frame, out: Array<Uint8Array>) => {
-    switch (f.type) {
-      case "delta":
-        out.push(sse(chunk({ content: f.data.text }, null)))
-        break
-      case "done":
-        // The done frame carries the usage and finish reason: no need to wait for the outcome.
-        out.push(sse(chunk({}, String(f.data.finish_reason ?? "stop"))))
-        if (includeUsage)
-          out.push(sse({ ...chunk({}, null), choices: [], usage: usageOf(f.data.usage as Usage | null) }))
-        out.push(done)
-        break
-      case "error":
-        out.push(
-          sse({ error: { message: f.data.message, type: "api_error", param: null, code: f.data.code } }),
-        )
-        break
-      case "keepalive":
-        // An SSE comment: clients (the SDKs included) skip it; proxies see the stream is alive.
-        out.push(f.bytes)
-        break
-    }
-  }
-  let lastType: string | undefined
-  const body = turn.generation.listen(turn.requestId, firstGenerationFrameId - 1).pipe(
-    // The frames taken together become one write (and none when none of them shows in this format).
-    Stream.mapArray((frames) => {
-      const out: Array<Uint8Array> = []
-      for (const f of frames) {
-        if (f !== keepaliveFrame) lastType = f.type
-        encode(f, out)
+  const format: ListenerFormat = {
+    encode: (f) => {
+      switch (f.type) {
+        case "delta":
+          return sse(chunk({ content: f.data.text }, null))
+        case "done": {
+          // The done frame carries the usage and finish reason: no need to wait for the outcome.
+          const finish = sse(chunk({}, String(f.data.finish_reason ?? "stop")))
+          const usage = includeUsage
+            ? sse({ ...chunk({}, null), choices: [], usage: usageOf(f.data.usage as Usage | null) })
+            : new Uint8Array()
+          return Buffer.concat([finish, usage, done])
+        }
+        case "error":
+          return sse({
+            error: { message: f.data.message, type: "api_error", param: null, code: f.data.code },
+          })
+        case "keepalive":
+          // An SSE comment: clients (the SDKs included) skip it; proxies see the stream is alive.
+          return f.bytes
+        default:
+          return undefined
       }
-      return [out.length === 1 ? out[0]! : Buffer.concat(out)] as const
-    }),
-    Stream.filter((bytes) => bytes.length > 0),
-    Stream.catchTag("SlowListener", () =>
-      Stream.succeed(
-        sse({
-          error: { message: "the client fell too far behind", type: "api_error", code: "slow_consumer" },
-        }),
-      ),
-    ),
+    },
+    fellBehind: () => slowConsumer,
+  }
+  const body = new ListenerBody(
+    turn.generation,
+    turn.requestId,
+    format,
+    turn.record,
+    [sse(chunk({ role: "assistant", content: "" }, null))],
+    firstGenerationFrameId - 1,
   )
-  return Stream.concat(Stream.succeed(sse(chunk({ role: "assistant", content: "" }, null))), body).pipe(
-    Stream.onExit((exit) => endListening(turn.generation, turn.requestId, exit, lastType, turn.record)),
-  )
+  turn.generation.subscribe(turn.requestId, firstGenerationFrameId - 1, body)
+  return body
 }
 
 /** What a 400 for an unusable `model` says is accepted, written once: the format and up to 10 aliases. */
@@ -248,13 +241,7 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
     if (stream) {
       const turn = yield* turns.start(input).pipe(Effect.result)
       if (turn._tag === "Failure") return fromDescribed(turn.failure)
-      return HttpServerResponse.stream(
-        chunkStream(turn.success, body.model, body.stream_options?.include_usage === true),
-        {
-          contentType: "text/event-stream",
-          headers: { "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" },
-        },
-      )
+      return sseResponse(chunkBody(turn.success, body.model, body.stream_options?.include_usage === true))
     }
     const result = yield* turns.complete(input).pipe(Effect.result)
     if (result._tag === "Failure") return fromDescribed(result.failure)

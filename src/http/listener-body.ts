@@ -1,0 +1,104 @@
+import { Readable } from "node:stream"
+import type { RequestId } from "../domain/ids.ts"
+import type { Generation, GenerationOutcome } from "../engine/generations.ts"
+import { type Frame, type FrameSink, keepaliveFrame } from "../engine/sse-frames.ts"
+
+/** How far (in bytes) a client may fall behind the live frames before it counts as slow. */
+export const maxUnsentBytes = 1 << 20
+
+/** How one reply format writes a generation's frames. */
+export interface ListenerFormat {
+  /** The bytes of one frame; undefined when the frame does not show in this format. */
+  readonly encode: (f: Frame) => Uint8Array | undefined
+  /** The last bytes a client dropped for falling behind gets; `lastId` is the last frame it got. */
+  readonly fellBehind: (lastId: number) => Uint8Array
+}
+
+/** The generation's own end: after it, the outcome is known (a `cancelled` may be one request's). */
+const isGenerationTerminal = (type: string | undefined) => type === "done" || type === "error"
+
+/**
+ * One request's reply stream, fed by its generation as frames are emitted and piped by the HTTP
+ * server into the response: a token costs an encode and a socket write, with no queue or fiber hop.
+ * However it ends, the request is recorded once: with the generation's outcome when the client got
+ * the terminal frame, otherwise as detached, and then it is detached (which aborts the upstream call
+ * when it was the last request on it). A client hanging up destroys the body, which ends it so.
+ */
+export class ListenerBody extends Readable implements FrameSink {
+  private lastType: string | undefined
+  private lastId: number
+  private limit = maxUnsentBytes
+  private finished = false
+  private readonly generation: Generation
+  private readonly requestId: RequestId
+  private readonly format: ListenerFormat
+  private readonly onEnd: (outcome: GenerationOutcome | "detached") => void
+
+  constructor(
+    generation: Generation,
+    requestId: RequestId,
+    format: ListenerFormat,
+    onEnd: (outcome: GenerationOutcome | "detached") => void,
+    /** What the request writes before the generation's frames (its own ping and meta, a role chunk). */
+    head: ReadonlyArray<Uint8Array>,
+    afterId: number,
+  ) {
+    super()
+    this.generation = generation
+    this.requestId = requestId
+    this.format = format
+    this.onEnd = onEnd
+    this.lastId = afterId
+    for (const bytes of head) this.push(bytes)
+  }
+
+  // Frames are pushed as the generation emits them; there is nothing to fetch on demand.
+  override _read() {}
+
+  private write(f: Frame) {
+    // A keepalive is no event: it moves neither the resume point nor the end.
+    if (f !== keepaliveFrame) {
+      this.lastType = f.type
+      this.lastId = f.id
+    }
+    const bytes = this.format.encode(f)
+    if (bytes !== undefined) this.push(bytes)
+  }
+
+  replay(frames: ReadonlyArray<Frame>) {
+    for (const f of frames) this.write(f)
+    // What was already emitted does not count against the client.
+    this.limit = this.readableLength + maxUnsentBytes
+    return true
+  }
+
+  offer(f: Frame) {
+    if (this.finished) return true
+    this.write(f)
+    return this.readableLength <= this.limit
+  }
+
+  end() {
+    if (this.finished) return
+    this.finished = true
+    this.push(null)
+  }
+
+  fellBehind(lastId: number) {
+    if (this.finished) return
+    this.push(this.format.fellBehind(Math.max(lastId, this.lastId)))
+    this.end()
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void) {
+    this.finished = true
+    const outcome =
+      this.readableEnded && isGenerationTerminal(this.lastType) ? this.generation.result() : undefined
+    if (outcome !== undefined) this.onEnd(outcome)
+    else {
+      this.onEnd("detached")
+      this.generation.detachUnsafe(this.requestId, this)
+    }
+    callback(error)
+  }
+}
