@@ -4,9 +4,9 @@
  * (when installed with `npm run bench:portkey`). Contenders alternate (A B A B) so drift hits all.
  * Prints a table and writes bench/results/<date>.json and .md.
  * Throughput is measured twice: with non-streaming clients (each contender passes the flag on, so
- * the others ask the upstream for one JSON body while DAC always streams from upstream, for TTFT and
- * fan-out; "DAC one-body" is DAC with UPSTREAM_STREAM_ALWAYS=0, which passes the flag on too),
- * and with streaming clients (every contender streams from upstream).
+ * the upstream is asked for one JSON body; "DAC stream-up" is DAC with UPSTREAM_STREAM=always, which
+ * streams from upstream even then, as DAC's thread turns do), and with streaming clients (every
+ * contender streams from upstream).
  * `--ttft-ms 0 --token-ms 0` takes the upstream's pace out: what is left is each contender's own
  * cost (cancel propagation is then not measured: there is nothing to cancel).
  *   npm run bench -- [--seconds 3] [--concurrency 1,10,100,500] [--rounds 2] [--ttft-ms 20] [--token-ms 2]
@@ -226,8 +226,8 @@ const main = async () => {
     return port
   }
   const dacPort = await startDac()
-  // The same gateway asking the upstream for one body when the client waits for the whole reply.
-  const dacOneBodyPort = await startDac({ UPSTREAM_STREAM_ALWAYS: "0" })
+  // The same gateway streaming from upstream even when the client waits for the whole reply.
+  const dacStreamUpPort = await startDac({ UPSTREAM_STREAM: "always" })
 
   const contenders: Array<Contender> = [
     { name: "direct", origin: upstream, path: "/v1/chat/completions", headers: {}, model: "bench" },
@@ -246,8 +246,8 @@ const main = async () => {
       model: "openai/bench",
     },
     {
-      name: "DAC one-body",
-      origin: `http://127.0.0.1:${dacOneBodyPort}`,
+      name: "DAC stream-up",
+      origin: `http://127.0.0.1:${dacStreamUpPort}`,
       path: "/v1/chat/completions",
       headers: { authorization: "Bearer bench" },
       model: "openai/bench",

@@ -58,6 +58,17 @@ export interface ModelTarget {
   readonly model: string
 }
 
+/**
+ * When DAC asks a provider for a stream although the client waits for the whole reply:
+ * - `always`: every call streams (TTFT measured, partial text kept, streaming followers fed live);
+ * - `threads`: a thread turn streams (its reply can be re-joined and is stored as it grows); a
+ *   stateless `/v1/chat/completions` call streams exactly when its client does, as OpenAI would;
+ * - `requested`: only a client that streams gets an upstream stream.
+ * One body costs DAC and the provider one read instead of one per token.
+ */
+export const UpstreamStreaming = Schema.Literals(["always", "threads", "requested"])
+export type UpstreamStreaming = typeof UpstreamStreaming.Type
+
 export interface AppConfigShape {
   readonly port: number
   readonly host: string
@@ -70,8 +81,8 @@ export interface AppConfigShape {
   readonly coalesceEnabled: boolean
   /** `SSE_KEEPALIVE_MS`: how long a reply stream may stay silent before a `: keepalive` comment. */
   readonly sseKeepaliveMs: number
-  /** `UPSTREAM_STREAM_ALWAYS`: stream from the provider even for a request that waits for the whole reply. */
-  readonly upstreamStreamAlways: boolean
+  /** `UPSTREAM_STREAM`: which upstream calls stream when the client waits for the whole reply. */
+  readonly upstreamStream: UpstreamStreaming
   readonly streamFanoutEnabled: boolean
   readonly coalesceErrorTtlMs: number
   readonly coalesceResultTtlMs: number
@@ -182,7 +193,9 @@ export const appConfig = Config.all({
   maxBodyBytes: positiveInt("MAX_BODY_BYTES", 1024 * 1024),
   maxContentChars: positiveInt("MAX_CONTENT_CHARS", 200_000),
   coalesceEnabled: flag("COALESCE_ENABLED", true),
-  upstreamStreamAlways: flag("UPSTREAM_STREAM_ALWAYS", true),
+  upstreamStream: Config.schema(UpstreamStreaming, "UPSTREAM_STREAM").pipe(
+    Config.withDefault("threads" as const),
+  ),
   sseKeepaliveMs: positiveInt("SSE_KEEPALIVE_MS", 15_000),
   streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
   coalesceErrorTtlMs: nonNegativeInt("COALESCE_ERROR_TTL_MS", 2_000),

@@ -21,7 +21,7 @@ describe("configuration", () => {
     expect(config.dataDir).toBe("./data")
     expect(Option.isNone(config.databaseUrl)).toBe(true)
     expect(config.coalesceEnabled).toBe(true)
-    expect(config.upstreamStreamAlways).toBe(true)
+    expect(config.upstreamStream).toBe("threads")
     expect(config.coalesceErrorTtlMs).toBe(2000)
     expect(config.providers.openai.baseUrl).toBe("https://api.openai.com/v1")
     expect(Option.isNone(config.providers.openai.apiKey)).toBe(true)
@@ -66,7 +66,7 @@ describe("configuration", () => {
     [{ OPENAI_RPS: "1.5" }, /OPENAI_RPS: Expected an integer/],
     [{ ANTHROPIC_BASE_URL: "not a url" }, /ANTHROPIC_BASE_URL: Expected a valid URL/],
     [{ COALESCE_ENABLED: "maybe" }, /COALESCE_ENABLED/],
-    [{ UPSTREAM_STREAM_ALWAYS: "sometimes" }, /UPSTREAM_STREAM_ALWAYS/],
+    [{ UPSTREAM_STREAM: "sometimes" }, /UPSTREAM_STREAM/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL/],
     [{ MODEL_ALIASES: "fast=mock/faststream-ttft,claude" }, /MODEL_ALIASES: entry "claude" has no "="/],
     [

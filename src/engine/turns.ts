@@ -151,6 +151,12 @@ export class Turns extends Context.Service<
         }
       }
 
+      /** Whether the provider is asked for a stream (`UPSTREAM_STREAM`); otherwise for one body. */
+      const streamsUpstream = (input: TurnInput) =>
+        input.mode === "stream" ||
+        config.upstreamStream === "always" ||
+        (config.upstreamStream === "threads" && input.conversation === undefined)
+
       /** Stores the user's message and starts a generation: what a leader (or a bypass) does. */
       const lead = Effect.fnUntraced(function* (
         input: TurnInput,
@@ -167,8 +173,7 @@ export class Turns extends Context.Service<
           model: body.model,
           temperature: body.temperature,
           maxTokens: body.max_tokens,
-          // Streamed from the provider unless nobody asked for a stream and the operator said so.
-          stream: config.upstreamStreamAlways || input.mode === "stream",
+          stream: streamsUpstream(input),
         }
         // A stateless completion brings its conversation; a thread turn stores the user's message
         // and a pending reply, and sends the thread's history.
@@ -229,10 +234,12 @@ export class Turns extends Context.Service<
           if (!sharable && input.idempotencyKey === undefined) {
             return started("bypass", yield* lead(input, requestId, startedAt))
           }
-          const bodyKey =
+          const requestKey =
             input.conversation === undefined
               ? coalesceKey(input.org, input.threadId, body)
               : conversationKey(input.org, input.conversation, body)
+          // A reply fetched in one body has no tokens to stream: streaming requests never join it.
+          const bodyKey = streamsUpstream(input) ? requestKey : `${requestKey}:one-body`
           const key =
             input.idempotencyKey === undefined ? bodyKey : `idempotency:${input.org}:${input.idempotencyKey}`
           const claim = coalescer.claim<StartError>(key, bodyKey)

@@ -16,8 +16,8 @@ export interface ProviderRequest {
   readonly temperature?: number | undefined
   readonly maxTokens?: number | undefined
   /**
-   * `false`: ask for the whole reply in one body instead of a stream (`UPSTREAM_STREAM_ALWAYS=0`
-   * for requests that wait for the whole reply): one read instead of one per token, but the first
+   * `false`: ask for the whole reply in one body instead of a stream (`UPSTREAM_STREAM`, for
+   * requests that wait for the whole reply): one read instead of one per token, but the first
    * byte is the whole reply and a cut-off call keeps no partial text.
    */
   readonly stream?: boolean | undefined
