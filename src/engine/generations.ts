@@ -177,7 +177,9 @@ export class Generations extends Context.Service<
 
       /** Waits for the pacer, calls upstream, feeds `generation`, and settles it however that ends. */
       const run = (spec: GenerationSpec, generation: LiveGeneration) => {
-        let text = ""
+        // Joined once at the end: `+=` per token would keep a rope of one node per token alive with
+        // the reply (it is retained for the coalescer's result TTL).
+        const parts: Array<string> = []
         let ttftMs: number | null = null
         let queueWaitMs = 0
         let usage: Usage | null = null
@@ -195,7 +197,7 @@ export class Generations extends Context.Service<
                 spec.ticket.pause(event.pauseMs)
                 break
               case "TextDelta":
-                text += event.text
+                parts.push(event.text)
                 generation.emit("delta", { text: event.text })
                 break
               case "Finish":
@@ -254,7 +256,7 @@ export class Generations extends Context.Service<
             let result: GenerationOutcome
             if (Exit.isSuccess(exit)) {
               const message = yield* finish(spec.assistantMessage, {
-                content: text,
+                content: parts.join(""),
                 status: "complete",
                 usage,
                 finishReason: finishReason ?? "stop",
@@ -272,7 +274,7 @@ export class Generations extends Context.Service<
             } else {
               const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
               const message = yield* finish(spec.assistantMessage, {
-                content: text,
+                content: parts.join(""),
                 status: error ? "failed" : "cancelled",
                 usage,
                 finishReason: null,
@@ -334,6 +336,9 @@ export class Generations extends Context.Service<
   )
 }
 
+const noRequests = new Set<RequestId>()
+const noListeners = new Map<RequestId, FrameSink>()
+
 /**
  * A generation's shared state: the frame log, the requests attached to it, its fiber while it
  * runs. What runs the upstream call lives in the fiber, not here, so once the generation ended
@@ -357,8 +362,11 @@ class LiveGeneration implements Generation {
   private settledWith: GenerationOutcome | undefined
   /** When its listeners last got anything (a frame or a keepalive). */
   private lastSentAt = performance.now()
-  private readonly waiting = new Set<RequestId>()
-  private readonly listeners = new Map<RequestId, FrameSink>()
+  // Both are swapped for the shared empty ones once the generation settled: nothing is added to
+  // them after that (`subscribe` and `attach` check `ended`), and a finished reply stays cached for
+  // the coalescer's result TTL, where two empty collections per reply would be most of its size.
+  private waiting = new Set<RequestId>()
+  private listeners = new Map<RequestId, FrameSink>()
 
   constructor(spec: GenerationSpec) {
     this.org = spec.org
@@ -405,7 +413,8 @@ class LiveGeneration implements Generation {
   /** The terminal frame is out: nothing more is emitted, and nothing is left to interrupt. */
   settled() {
     this.fiber = undefined
-    this.waiting.clear()
+    this.waiting = noRequests
+    this.listeners = noListeners
     this.log.compact()
   }
 
@@ -418,7 +427,8 @@ class LiveGeneration implements Generation {
   }
 
   attach(requestId: RequestId) {
-    this.waiting.add(requestId)
+    // Once ended, there is nothing left to wait for (and no generation to keep alive).
+    if (!this.ended) this.waiting.add(requestId)
   }
 
   isListening(requestId: RequestId) {

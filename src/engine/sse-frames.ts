@@ -105,11 +105,13 @@ export class FrameLog {
     const firstId = deltas[0]!.id
     // Deltas are emitted back to back; anything else keeps the plain log.
     if (deltas.at(-1)!.id - firstId !== deltas.length - 1) return
-    const ends = new Uint32Array(deltas.length)
-    let text = ""
-    deltas.forEach((f, i) => {
-      text += String(f.data.text)
-      ends[i] = text.length
+    // One flat string and small integers: nothing per token for the GC to trace or copy.
+    const texts = deltas.map((f) => String(f.data.text))
+    const text = texts.join("")
+    let end = 0
+    const ends = texts.map((t) => {
+      end += t.length
+      return end
     })
     this.folded = { firstId, text, ends }
     this.frames = this.frames.filter((f) => f.type !== "delta")
@@ -120,5 +122,5 @@ interface FoldedDeltas {
   readonly firstId: number
   readonly text: string
   /** `ends[i]`: where delta `firstId + i` ends in `text`. */
-  readonly ends: Uint32Array
+  readonly ends: ReadonlyArray<number>
 }
