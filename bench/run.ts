@@ -10,6 +10,7 @@
  * `--ttft-ms 0 --token-ms 0` takes the upstream's pace out: what is left is each contender's own
  * cost (cancel propagation is then not measured: there is nothing to cancel).
  *   npm run bench -- [--seconds 3] [--concurrency 1,10,100,500] [--rounds 2] [--ttft-ms 20] [--token-ms 2]
+ *     [--name results-file-stem]
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -363,9 +364,10 @@ const main = async () => {
     table(streaming),
   ].join("\n")
   console.log(text)
-  // The default pace names the file by date alone; another pace says which.
+  // The default pace names the file by date alone; another pace says which; `--name` overrides both.
   const date = new Date().toISOString().slice(0, 10)
-  const name = ttftMs === 20 && tokenMs === 2 ? date : `${date}-ttft${ttftMs}-token${tokenMs}`
+  const name =
+    argValue("--name") ?? (ttftMs === 20 && tokenMs === 2 ? date : `${date}-ttft${ttftMs}-token${tokenMs}`)
   mkdirSync("bench/results", { recursive: true })
   writeFileSync(
     `bench/results/${name}.json`,
