@@ -19,7 +19,8 @@ const isGenerationTerminal = (type: string | undefined) => type === "done" || ty
 
 /**
  * One request's reply stream, fed by its generation as frames are emitted and piped by the HTTP
- * server into the response: a token costs an encode and a socket write, with no queue or fiber hop.
+ * server into the response: the frames of one upstream read cost an encode each and one socket
+ * write together, with no queue or fiber hop.
  * However it ends, the request is recorded once: with the generation's outcome when the client got
  * the terminal frame, otherwise as detached, and then it is detached (which aborts the upstream call
  * when it was the last request on it). A client hanging up destroys the body, which ends it so.
@@ -29,6 +30,9 @@ export class ListenerBody extends Readable implements FrameSink {
   private lastId: number
   private limit = maxUnsentBytes
   private finished = false
+  /** Frames encoded since the last write: the events of one upstream read go out as one write. */
+  private pending: Array<Uint8Array> = []
+  private pendingBytes = 0
   private readonly generation: Generation
   private readonly requestId: RequestId
   private readonly format: ListenerFormat
@@ -62,30 +66,43 @@ export class ListenerBody extends Readable implements FrameSink {
       this.lastId = f.id
     }
     const bytes = this.format.encode(f)
-    if (bytes !== undefined) this.push(bytes)
+    if (bytes === undefined) return
+    if (this.pending.length === 0) queueMicrotask(this.flush)
+    this.pending.push(bytes)
+    this.pendingBytes += bytes.length
+  }
+
+  private readonly flush = () => {
+    const pending = this.pending
+    if (pending.length === 0) return
+    this.pending = []
+    this.pendingBytes = 0
+    if (!this.destroyed) this.push(pending.length === 1 ? pending[0] : Buffer.concat(pending))
   }
 
   replay(frames: ReadonlyArray<Frame>) {
     for (const f of frames) this.write(f)
     // What was already emitted does not count against the client.
-    this.limit = this.readableLength + maxUnsentBytes
+    this.limit = this.readableLength + this.pendingBytes + maxUnsentBytes
     return true
   }
 
   offer(f: Frame) {
     if (this.finished) return true
     this.write(f)
-    return this.readableLength <= this.limit
+    return this.readableLength + this.pendingBytes <= this.limit
   }
 
   end() {
     if (this.finished) return
     this.finished = true
+    this.flush()
     this.push(null)
   }
 
   fellBehind(lastId: number) {
     if (this.finished) return
+    this.flush()
     this.push(this.format.fellBehind(Math.max(lastId, this.lastId)))
     this.end()
   }

@@ -76,6 +76,24 @@ describe("a reply body", () => {
     expect(detached).toEqual([body])
   })
 
+  it("frames offered together (the events of one upstream read) go out as one chunk", async () => {
+    const { generation } = generationStub({ _tag: "Completed" } as GenerationOutcome)
+    const body = new ListenerBody(generation, requestId, format, () => {}, [], 1)
+    const chunks: Array<string> = []
+    body.on("data", (chunk: Buffer) => chunks.push(chunk.toString()))
+    body.offer(delta(2, "a"))
+    body.offer(delta(3, "b"))
+    body.offer(delta(4, "c"))
+    await new Promise((resolve) => setImmediate(resolve))
+    body.offer(delta(5, "d"))
+    body.offer(frame(6, "done", {}))
+    body.end()
+    await new Promise((resolve) => body.on("end", resolve))
+    expect(chunks).toHaveLength(2)
+    expect(chunks[0]).toMatch(/"a".*"b".*"c"/s)
+    expect(chunks[1]).toMatch(/"d".*event: done/s)
+  })
+
   it("a client that hangs up before the terminal frame is recorded as detached and detached", () => {
     const { generation, detached } = generationStub({ _tag: "Completed" } as GenerationOutcome)
     const ends: Array<unknown> = []
