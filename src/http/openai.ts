@@ -126,11 +126,15 @@ const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
     model,
     choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
   })
+  // A content chunk is the same bytes around its text: only the text is encoded per token.
+  const [deltaHead, deltaTail] = JSON.stringify(chunk({ content: "" }, null)).split('"content":""')
+  const deltaBefore = `data: ${deltaHead}"content":`
+  const deltaAfter = `${deltaTail}\n\n`
   const format: ListenerFormat = {
     encode: (f) => {
       switch (f.type) {
         case "delta":
-          return sse(chunk({ content: f.data.text }, null))
+          return Buffer.from(deltaBefore + JSON.stringify(f.data.text) + deltaAfter)
         case "done": {
           // The done frame carries the usage and finish reason: no need to wait for the outcome.
           const finish = sse(chunk({}, String(f.data.finish_reason ?? "stop")))

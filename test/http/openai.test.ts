@@ -58,8 +58,19 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     let text = ""
     const finishes: Array<string | null> = []
     let usage: OpenAI.CompletionUsage | null | undefined
+    const ids = new Set<string>()
     for await (const chunk of stream) {
       expect(chunk.object).toBe("chat.completion.chunk")
+      expect(chunk.model).toBe("mock/faststream-ttft")
+      ids.add(chunk.id)
+      if (chunk.choices[0]?.delta.content) {
+        expect(chunk.choices[0]).toEqual({
+          index: 0,
+          delta: { content: chunk.choices[0].delta.content },
+          finish_reason: null,
+          logprobs: null,
+        })
+      }
       if (chunk.choices[0]) {
         text += chunk.choices[0].delta.content ?? ""
         finishes.push(chunk.choices[0].finish_reason)
@@ -69,6 +80,7 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     expect(text).toBe(mockReplyText(tokens))
     expect(finishes.filter((f) => f !== null)).toEqual(["stop"])
     expect(usage?.completion_tokens).toBe(tokens)
+    expect(ids.size).toBe(1)
   })
 
   it("relays a real provider (OpenAI wire format) and coalesces identical conversations", async () => {
