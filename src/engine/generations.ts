@@ -364,7 +364,7 @@ class LiveGeneration implements Generation {
   private lastSentAt = performance.now()
   // Both are swapped for the shared empty ones once the generation settled: nothing is added to
   // them after that (`subscribe` and `attach` check `ended`), and a finished reply stays cached for
-  // the coalescer's result TTL, where two empty collections per reply would be most of its size.
+  // the coalescer's result TTL, where two empty collections would be a sixth of what it keeps.
   private waiting = new Set<RequestId>()
   private listeners = new Map<RequestId, FrameSink>()
 
