@@ -13,7 +13,7 @@
  *     [--name results-file-stem]
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -40,10 +40,12 @@ const freePort = () =>
 
 /** Starts a process that prints `{"port":N}` on its first line. */
 const startPrinting = (args: ReadonlyArray<string>) =>
-  new Promise<number>((resolve, reject) => {
+  new Promise<{ readonly port: number; readonly pid: number }>((resolve, reject) => {
     const child = spawn(node, args, { stdio: ["ignore", "pipe", "inherit"] })
     children.push(child)
-    child.stdout!.once("data", (data: Buffer) => resolve(JSON.parse(data.toString().split("\n")[0]!).port))
+    child.stdout!.once("data", (data: Buffer) =>
+      resolve({ port: JSON.parse(data.toString().split("\n")[0]!).port, pid: child.pid! }),
+    )
     child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited with ${code}`)))
   })
 
@@ -65,6 +67,23 @@ interface Contender {
   readonly path: string
   readonly headers: Record<string, string>
   readonly model: string
+  /** The gateway's process, whose CPU time each request costs (none for direct). */
+  readonly pid?: number | undefined
+}
+
+/**
+ * A process's CPU time so far (user + system) in µs, from Linux's /proc (clock ticks of 10 ms); NaN
+ * where there is no /proc. Divided by the requests served, it is a figure that other load on the
+ * machine barely moves, unlike throughput.
+ */
+const cpuMicros = (pid: number | undefined) => {
+  if (pid === undefined) return Number.NaN
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) * 10_000
+  } catch {
+    return Number.NaN
+  }
 }
 
 let counter = 0
@@ -109,11 +128,14 @@ const throughput = async (contender: Contender, concurrency: number, stream: boo
     }
   }
   const started = performance.now()
+  const cpuBefore = cpuMicros(contender.pid)
   await Promise.all(Array.from({ length: concurrency }, worker))
   const elapsed = (performance.now() - started) / 1000
+  const cpuPerRequest = (cpuMicros(contender.pid) - cpuBefore) / latencies.length
   await pool.close()
   return {
     rps: latencies.length / elapsed,
+    cpuPerRequest,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     errors,
@@ -183,7 +205,7 @@ const cancelPropagation = async (contender: Contender, upstream: string, n: numb
 }
 
 const main = async () => {
-  const upstreamPort = await startPrinting([
+  const { port: upstreamPort } = await startPrinting([
     "bench/upstream.ts",
     "--port",
     "0",
@@ -195,7 +217,7 @@ const main = async () => {
     String(tokenMs),
   ])
   const upstream = `http://127.0.0.1:${upstreamPort}`
-  const proxyPort = await startPrinting(["bench/proxy.ts", "--port", "0", "--target", `${upstream}/v1`])
+  const proxy = await startPrinting(["bench/proxy.ts", "--port", "0", "--target", `${upstream}/v1`])
   const dataDirs: Array<string> = []
   const { DATABASE_URL: _, ...inherited } = process.env
   /** A DAC gateway in its own process, on its own embedded store (or BENCH_DATABASE_URL). */
@@ -224,31 +246,34 @@ const main = async () => {
     })
     children.push(dac)
     await waitHealthy(`http://127.0.0.1:${port}/health`)
-    return port
+    return { port, pid: dac.pid! }
   }
-  const dacPort = await startDac()
+  const dac = await startDac()
   // The same gateway streaming from upstream even when the client waits for the whole reply.
-  const dacStreamUpPort = await startDac({ UPSTREAM_STREAM: "always" })
+  const dacStreamUp = await startDac({ UPSTREAM_STREAM: "always" })
 
   const contenders: Array<Contender> = [
     { name: "direct", origin: upstream, path: "/v1/chat/completions", headers: {}, model: "bench" },
     {
       name: "bare proxy",
-      origin: `http://127.0.0.1:${proxyPort}`,
+      origin: `http://127.0.0.1:${proxy.port}`,
+      pid: proxy.pid,
       path: "/v1/chat/completions",
       headers: {},
       model: "bench",
     },
     {
       name: "DAC",
-      origin: `http://127.0.0.1:${dacPort}`,
+      origin: `http://127.0.0.1:${dac.port}`,
+      pid: dac.pid,
       path: "/v1/chat/completions",
       headers: { authorization: "Bearer bench" },
       model: "openai/bench",
     },
     {
       name: "DAC stream-up",
-      origin: `http://127.0.0.1:${dacStreamUpPort}`,
+      origin: `http://127.0.0.1:${dacStreamUp.port}`,
+      pid: dacStreamUp.pid,
       path: "/v1/chat/completions",
       headers: { authorization: "Bearer bench" },
       model: "openai/bench",
@@ -273,6 +298,7 @@ const main = async () => {
     contenders.push({
       name: "Portkey",
       origin: `http://127.0.0.1:${portkeyPort}`,
+      pid: portkey.pid,
       path: "/v1/chat/completions",
       headers: {
         "x-portkey-provider": "openai",
@@ -289,7 +315,7 @@ const main = async () => {
   for (const contender of contenders) await throughput(contender, 10, false)
 
   type Row = Record<string, number | string>
-  type Run = { rps: number; p50: number; p99: number; errors: number }
+  type Run = { rps: number; cpuPerRequest: number; p50: number; p99: number; errors: number }
   const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
 
   /** Every contender at every concurrency, rounds alternated, as table rows. */
@@ -325,6 +351,7 @@ const main = async () => {
           "req/s": rps,
           "× bare proxy": rps / rpsOf("bare proxy"),
           "× Portkey": rps / rpsOf("Portkey"),
+          "CPU µs/req": mean(runs.map((r) => r.cpuPerRequest)),
           "p50 ms": mean(runs.map((r) => r.p50)),
           "p99 ms": mean(runs.map((r) => r.p99)),
           "+p50 over direct": mean(runs.map((r) => r.p50)) - directP50,
