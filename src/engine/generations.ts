@@ -12,7 +12,7 @@ import type { ProviderError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
-import { perCallSpan, tracedFn } from "../telemetry/spans.ts"
+import { tracedFn, withPerCallSpan } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
 import { type Frame, FrameLog, type FrameSink, frame, keepaliveFrame } from "./sse-frames.ts"
@@ -224,7 +224,7 @@ export class Generations extends Context.Service<
           "gen_ai.request.model": spec.request.model,
         }
         const consume = Effect.flatMap(
-          spec.ticket.dispatched.pipe(Effect.withSpan("pacer.wait", { attributes: genAi }, perCallSpan)),
+          spec.ticket.dispatched.pipe(withPerCallSpan("pacer.wait", genAi)),
           (waited) => {
             queueWaitMs = waited
             return upstream.pipe(
@@ -241,11 +241,7 @@ export class Generations extends Context.Service<
           },
         ).pipe(
           Effect.onInterrupt(() => Effect.sync(spec.ticket.abandon)),
-          Effect.withSpan(
-            "generation",
-            { attributes: { ...genAi, "dac.request_id": spec.requestId } },
-            perCallSpan,
-          ),
+          withPerCallSpan("generation", { ...genAi, "dac.request_id": spec.requestId }),
         )
 
         // Runs once however the generation ends (done, failed, interrupted), uninterruptibly, so the

@@ -2,7 +2,7 @@ import { Effect, Option, Redacted } from "effect"
 import { type Dispatcher, Pool } from "undici"
 import type { ProviderName, ProviderSettings, UpstreamTimeouts } from "../config.ts"
 import { type ProviderError, Timeout } from "../domain/provider-errors.ts"
-import { perCallSpan } from "../telemetry/spans.ts"
+import { withPerCallSpan } from "../telemetry/spans.ts"
 import {
   errorFromResponse,
   errorFromTransport,
@@ -278,13 +278,7 @@ export const makeHttpAdapter = (spec: HttpAdapterSpec) =>
         (listener) => client.run(path, body, decoder, listener),
         onEvent,
         timeouts,
-      ).pipe(
-        Effect.withSpan(
-          `${spec.span}.stream`,
-          { attributes: { provider, model: request.model } },
-          perCallSpan,
-        ),
-      )
+      ).pipe(withPerCallSpan(`${spec.span}.stream`, { provider, model: request.model }))
     }
     return makeAdapter(provider, run)
   })
