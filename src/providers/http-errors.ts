@@ -48,20 +48,24 @@ const parseRetryAfter = (value: string, now: number): number | undefined => {
   return Number.isNaN(at) ? undefined : Math.max(0, at - now)
 }
 
-/** The reset of each named limit (ms from now) and whether that limit is used up (remaining 0). */
+/** A rate limit's two headers: when it resets, and what remains of it. */
+interface LimitHeaders {
+  readonly reset: string
+  readonly remaining: string
+}
+
+/** The reset of each limit (ms from now) and whether that limit is used up (remaining 0). */
 const limitResets = (
   headers: ResponseHeaders,
-  names: ReadonlyArray<string>,
-  resetOf: (name: string) => string,
-  remainingOf: (name: string) => string,
+  limits: ReadonlyArray<LimitHeaders>,
   parse: (value: string) => number | undefined,
 ) => {
   const resets: Array<{ readonly ms: number; readonly exhausted: boolean }> = []
-  for (const name of names) {
-    const raw = header(headers, resetOf(name))
+  for (const limit of limits) {
+    const raw = header(headers, limit.reset)
     const ms = raw === undefined ? undefined : parse(raw)
     if (ms === undefined || ms <= 0) continue
-    resets.push({ ms, exhausted: header(headers, remainingOf(name))?.trim() === "0" })
+    resets.push({ ms, exhausted: header(headers, limit.remaining)?.trim() === "0" })
   }
   return resets
 }
@@ -69,25 +73,25 @@ const limitResets = (
 const longest = (resets: ReadonlyArray<{ readonly ms: number }>) =>
   resets.length === 0 ? undefined : Math.max(...resets.map((r) => r.ms))
 
+// Header names built once: they are looked up on every answer.
+const openAiLimits: ReadonlyArray<LimitHeaders> = ["requests", "tokens"].map((n) => ({
+  reset: `x-ratelimit-reset-${n}`,
+  remaining: `x-ratelimit-remaining-${n}`,
+}))
+const anthropicLimits: ReadonlyArray<LimitHeaders> = [
+  "requests",
+  "tokens",
+  "input-tokens",
+  "output-tokens",
+].map((n) => ({ reset: `anthropic-ratelimit-${n}-reset`, remaining: `anthropic-ratelimit-${n}-remaining` }))
+
 /** OpenAI's `x-ratelimit-*` and Anthropic's `anthropic-ratelimit-*` (RFC 3339) limits, in that order. */
 const providerLimitResets = (headers: ResponseHeaders, now: number) => [
-  limitResets(
-    headers,
-    openAiLimits,
-    (n) => `x-ratelimit-reset-${n}`,
-    (n) => `x-ratelimit-remaining-${n}`,
-    parseDurationMs,
-  ),
-  limitResets(
-    headers,
-    anthropicLimits,
-    (n) => `anthropic-ratelimit-${n}-reset`,
-    (n) => `anthropic-ratelimit-${n}-remaining`,
-    (value) => {
-      const at = Date.parse(value)
-      return Number.isNaN(at) ? undefined : at - now
-    },
-  ),
+  limitResets(headers, openAiLimits, parseDurationMs),
+  limitResets(headers, anthropicLimits, (value) => {
+    const at = Date.parse(value)
+    return Number.isNaN(at) ? undefined : at - now
+  }),
 ]
 
 /**
@@ -101,9 +105,6 @@ const resetFromLimits = (headers: ResponseHeaders, now: number): number | undefi
   }
   return undefined
 }
-
-const openAiLimits = ["requests", "tokens"]
-const anthropicLimits = ["requests", "tokens", "input-tokens", "output-tokens"]
 
 /** Google puts `{"@type": "...RetryInfo", "retryDelay": "21s"}` among `error.details`. */
 const retryInfoMs = (details: unknown): number | undefined => {
@@ -126,6 +127,9 @@ const retryInfoMs = (details: unknown): number | undefined => {
  * pacer can hold the next call instead of earning a 429. Undefined while every limit has room.
  */
 export const exhaustedResetMs = (headers: ResponseHeaders, now: number): number | undefined => {
+  // Most answers have room in every limit: nothing to parse then.
+  const usedUp = (limit: LimitHeaders) => header(headers, limit.remaining)?.trim() === "0"
+  if (!openAiLimits.some(usedUp) && !anthropicLimits.some(usedUp)) return undefined
   for (const resets of providerLimitResets(headers, now)) {
     const found = longest(resets.filter((r) => r.exhausted))
     if (found !== undefined) return found
