@@ -354,7 +354,7 @@ class LiveGeneration implements Generation {
   fiber: Fiber.Fiber<void, ProviderError> | undefined
   private readonly log = new FrameLog()
   private nextId = firstGenerationFrameId
-  private ended = false
+  /** How it ended, set as its terminal frame goes out: from then on it is ended. */
   private settledWith: GenerationOutcome | undefined
   /** When its listeners last got anything (a frame or a keepalive). */
   private lastSentAt = performance.now()
@@ -393,7 +393,6 @@ class LiveGeneration implements Generation {
   ) {
     this.settledWith = outcome
     this.emit(type, data)
-    this.ended = true
     for (const sink of this.listeners.values()) sink.end()
     this.listeners.clear()
   }
@@ -412,6 +411,10 @@ class LiveGeneration implements Generation {
     this.waiting = noRequests
     this.listeners = noListeners
     this.log.compact()
+  }
+
+  private get ended() {
+    return this.settledWith !== undefined
   }
 
   isEnded() {
@@ -483,12 +486,8 @@ class LiveGeneration implements Generation {
 
   cancelRequest(requestId: RequestId): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const sink = this.listeners.get(requestId)
-      if (sink) {
-        this.listeners.delete(requestId)
-        sink.offer(frame(this.nextId, "cancelled", {}))
-        sink.end()
-      }
+      // Its stream ends with `cancelled`; detaching then ends it like any other.
+      this.listeners.get(requestId)?.offer(frame(this.nextId, "cancelled", {}))
       return this.detach(requestId)
     })
   }
