@@ -1,6 +1,6 @@
 import { Readable } from "node:stream"
 import type { RequestId } from "../domain/ids.ts"
-import type { Generation, GenerationOutcome } from "../engine/generations.ts"
+import { firstGenerationFrameId, type Generation, type GenerationOutcome } from "../engine/generations.ts"
 import { type Frame, type FrameSink, keepaliveFrame } from "../engine/sse-frames.ts"
 
 /** How far (in bytes) a client may fall behind the live frames before it counts as slow. */
@@ -118,4 +118,22 @@ export class ListenerBody extends Readable implements FrameSink {
     }
     callback(error)
   }
+}
+
+/**
+ * A request's reply body, subscribed to `generation`: `head` (the request's own first frames), then
+ * the generation's frames after `afterId` (-1: all of them), replayed and then live.
+ */
+export const subscribeBody = (
+  generation: Generation,
+  requestId: RequestId,
+  afterId: number,
+  format: ListenerFormat,
+  head: ReadonlyArray<Uint8Array>,
+  onEnd: (outcome: GenerationOutcome | "detached") => void,
+): ListenerBody => {
+  const body = new ListenerBody(generation, requestId, format, onEnd, head, afterId)
+  // The generation's own frames start after the request's head frames.
+  generation.subscribe(requestId, Math.max(afterId, firstGenerationFrameId - 1), body)
+  return body
 }

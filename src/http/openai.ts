@@ -5,11 +5,10 @@ import { AppConfig, type ModelTarget } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
 import { OrgId } from "../domain/ids.ts"
 import type { Usage } from "../domain/thread.ts"
-import { firstGenerationFrameId } from "../engine/generations.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
-import { ListenerBody, type ListenerFormat } from "./listener-body.ts"
+import { type ListenerFormat, subscribeBody } from "./listener-body.ts"
 import { sseResponse } from "./stream.ts"
 
 /** OpenAI's message: text content as a string or as text parts. */
@@ -53,12 +52,17 @@ const errorTypes: Record<number, string> = {
   429: "rate_limit_error",
 }
 
-/** OpenAI's error body, so the official SDKs raise their own typed errors. */
+/** OpenAI's error body, as a response or inside a stream. */
+const errorBody = (type: string, code: unknown, message: unknown) => ({
+  error: { message, type, param: null, code },
+})
+
+/** An error answer the official SDKs raise as their own typed errors. */
 const openAiError = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
-  HttpServerResponse.jsonUnsafe(
-    { error: { message, type: errorTypes[status] ?? "api_error", param: null, code } },
-    { status, headers },
-  )
+  HttpServerResponse.jsonUnsafe(errorBody(errorTypes[status] ?? "api_error", code, message), {
+    status,
+    headers,
+  })
 
 const fromDescribed = (error: DescribedError & { readonly retryAfterMs?: number | undefined }) =>
   openAiError(
@@ -111,9 +115,7 @@ const usageOf = (usage: Usage | null | undefined) =>
         total_tokens: usage.input_tokens + usage.output_tokens,
       }
 
-const slowConsumer = sse({
-  error: { message: "the client fell too far behind", type: "api_error", param: null, code: "slow_consumer" },
-})
+const slowConsumer = sse(errorBody("api_error", "slow_consumer", "the client fell too far behind"))
 
 /** OpenAI's chunk stream for one request: a role chunk at once, content chunks, finish, usage, `[DONE]`. */
 const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
@@ -144,9 +146,7 @@ const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
           return Buffer.concat([finish, usage, done])
         }
         case "error":
-          return sse({
-            error: { message: f.data.message, type: "api_error", param: null, code: f.data.code },
-          })
+          return sse(errorBody("api_error", f.data.code, f.data.message))
         case "keepalive":
           // An SSE comment: clients (the SDKs included) skip it; proxies see the stream is alive.
           return f.bytes
@@ -156,16 +156,14 @@ const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
     },
     fellBehind: () => slowConsumer,
   }
-  const body = new ListenerBody(
+  return subscribeBody(
     turn.generation,
     turn.requestId,
+    -1,
     format,
-    turn.record,
     [sse(chunk({ role: "assistant", content: "" }, null))],
-    firstGenerationFrameId - 1,
+    turn.record,
   )
-  turn.generation.subscribe(turn.requestId, firstGenerationFrameId - 1, body)
-  return body
 }
 
 /** What a 400 for an unusable `model` says is accepted, written once: the format and up to 10 aliases. */

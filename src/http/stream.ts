@@ -3,10 +3,10 @@ import { Option } from "effect"
 import { HttpServerResponse } from "effect/http"
 import type { OrgId, RequestId } from "../domain/ids.ts"
 import type { Message } from "../domain/thread.ts"
-import { firstGenerationFrameId, type Generation, type GenerationOutcome } from "../engine/generations.ts"
+import type { Generation, GenerationOutcome } from "../engine/generations.ts"
 import { frame } from "../engine/sse-frames.ts"
 import type { StartedTurn } from "../engine/turns.ts"
-import { ListenerBody, type ListenerFormat } from "./listener-body.ts"
+import { type ListenerBody, type ListenerFormat, subscribeBody } from "./listener-body.ts"
 
 const sseHeaders = {
   contentType: "text/event-stream",
@@ -53,18 +53,15 @@ export const listenBody = (
   coalesce: string,
   afterId: number,
   onEnd: (outcome: GenerationOutcome | "detached") => void,
-): ListenerBody => {
-  const body = new ListenerBody(
+): ListenerBody =>
+  subscribeBody(
     generation,
     requestId,
-    dacFormat,
-    onEnd,
-    headFrames(requestId, generation, coalesce, afterId),
     afterId,
+    dacFormat,
+    headFrames(requestId, generation, coalesce, afterId),
+    onEnd,
   )
-  generation.subscribe(requestId, Math.max(afterId, firstGenerationFrameId - 1), body)
-  return body
-}
 
 /** A fresh streamed turn. */
 export const turnStream = (turn: StartedTurn) =>
