@@ -222,10 +222,11 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
             decoder!.onEnd()
             if (settled) return
             settle()
-            // undici gives the socket back one event-loop turn after the end (its own
-            // setImmediate, queued after this callback): resuming after that lets a call made at
-            // once reuse the socket instead of opening another.
-            setImmediate(() => setImmediate(() => resume(Effect.void)))
+            // undici gives the socket back in an Immediate it queues when this callback returns.
+            // A microtask runs after that and queues ours behind it, in the same check phase:
+            // a call made at once then reuses the socket, and the reply waits for no extra turn
+            // of the event loop (two nested Immediates did, one whole loaded turn).
+            queueMicrotask(() => setImmediate(() => resume(Effect.void)))
           },
           onResponseError: (_c, error) => {
             if (error !== abortReason) sink.fail(errorFromTransport(provider, error, firstByte))

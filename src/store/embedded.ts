@@ -1,29 +1,49 @@
-import { mkdirSync } from "node:fs"
-import type { Server, Socket } from "node:net"
-import { PGlite } from "@electric-sql/pglite"
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
-import { Context, Effect, Layer } from "effect"
+import { Worker } from "node:worker_threads"
+import { Context, Duration, Effect, Layer } from "effect"
+import { type EmbeddedWorkerData, type EmbeddedWorkerReply, stopMessage } from "./embedded-protocol.ts"
 
-/**
- * pglite-socket writes every piece of every reply to the socket as PGlite produces it: a system call
- * per protocol message, five or more per query, most of a turn's socket cost on this store. Corked
- * until the current burst of work is done, the replies to one batch of messages leave in one write.
- */
-const batchWrites = (socket: Socket) => {
-  const write = socket.write.bind(socket) as (...args: Array<unknown>) => boolean
-  const uncork = () => socket.uncork()
-  socket.write = ((...args: Array<unknown>) => {
-    if (socket.writableCorked === 0) {
-      socket.cork()
-      process.nextTick(uncork)
-    }
-    return write(...args)
-  }) as Socket["write"]
-}
+/** How long a clean stop (the database flushed and closed) may take before the thread is ended. */
+const stopTimeout = Duration.seconds(10)
+
+const workerUrl = new URL("./embedded-worker.ts", import.meta.url)
+
+/** Starts the store's thread; succeeds once it listens, fails with the reason it could not. */
+const startWorker = (dataDir: string | undefined) =>
+  Effect.callback<{ readonly worker: Worker; readonly host: string; readonly port: number }, Error>(
+    (resume) => {
+      const workerData: EmbeddedWorkerData = { dataDir }
+      const worker = new Worker(workerUrl, { workerData })
+      const onError = (error: Error) => failed(String(error))
+      const onExit = (code: number) => failed(`its thread exited with code ${code}`)
+      const failed = (reason: string) =>
+        resume(
+          Effect.fail(new Error(`embedded PostgreSQL failed to start in ${dataDir ?? "memory"}: ${reason}`)),
+        )
+      worker.once("message", (reply: EmbeddedWorkerReply) => {
+        if (reply._tag !== "Listening") return failed(reply._tag === "Failed" ? reply.message : reply._tag)
+        worker.off("error", onError).off("exit", onExit)
+        resume(Effect.succeed({ worker, host: reply.host, port: reply.port }))
+      })
+      worker.once("error", onError).once("exit", onExit)
+      return Effect.promise(() => worker.terminate())
+    },
+  )
+
+/** Asks the thread to close the database cleanly, then ends it (at once if it did not in time). */
+const stopWorker = (worker: Worker) =>
+  Effect.callback<void>((resume) => {
+    worker.once("exit", () => resume(Effect.void))
+    worker.postMessage(stopMessage)
+  }).pipe(
+    Effect.timeout(stopTimeout),
+    Effect.ignore,
+    Effect.andThen(Effect.promise(() => worker.terminate())),
+  )
 
 /**
  * An embedded PostgreSQL (PGlite, WASM) served on a loopback port, so the same `@effect/sql-pg`
- * client and the same SQL serve both backends. PGlite is one backend process: one connection.
+ * client and the same SQL serve both backends. PGlite is one backend process: one connection. It
+ * runs on its own thread (embedded-worker.ts): its queries never stall the gateway's event loop.
  */
 export class EmbeddedPostgres extends Context.Service<
   EmbeddedPostgres,
@@ -33,31 +53,16 @@ export class EmbeddedPostgres extends Context.Service<
   static readonly layer = (dataDir: string | undefined) =>
     Layer.effect(
       EmbeddedPostgres,
-      Effect.acquireRelease(
-        Effect.tryPromise({
-          try: async () => {
-            if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true })
-            const db = await PGlite.create(dataDir)
-            const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 })
-            await server.start()
-            // The listening server is private in pglite-socket 0.2.17 (pinned); without it, replies
-            // are simply written piece by piece.
-            const listening = (server as unknown as { readonly server?: Server | null }).server
-            listening?.on("connection", batchWrites)
-            const [host, port] = server.getServerConn().split(":")
-            return { db, server, host: host!, port: Number(port) }
-          },
-          catch: (cause) =>
-            new Error(`embedded PostgreSQL failed to start in ${dataDir ?? "memory"}: ${cause}`),
-        }),
-        ({ db, server }) =>
-          Effect.promise(async () => {
-            await server.stop()
-            await db.close()
-          }),
-      ).pipe(
-        Effect.map(({ host, port }) => EmbeddedPostgres.of({ host, port })),
-        Effect.orDie,
-      ),
+      Effect.gen(function* () {
+        const { worker, host, port } = yield* Effect.acquireRelease(startWorker(dataDir), ({ worker }) =>
+          stopWorker(worker),
+        )
+        // A crash of the store's thread after start-up: every query fails from then on; say why.
+        const context = yield* Effect.context<never>()
+        worker.on("error", (error) =>
+          Effect.runForkWith(context)(Effect.logError("embedded PostgreSQL's thread crashed", error)),
+        )
+        return EmbeddedPostgres.of({ host, port })
+      }).pipe(Effect.orDie),
     )
 }
