@@ -69,6 +69,8 @@ interface Contender {
   readonly model: string
   /** The gateway's process, whose CPU time each request costs (none for direct). */
   readonly pid?: number | undefined
+  /** Where a DAC process loaded with bench/own-time.ts writes its own time per request. */
+  readonly ownTimeFile?: string | undefined
 }
 
 /**
@@ -112,12 +114,14 @@ const throughput = async (contender: Contender, concurrency: number, stream: boo
   const worker = async () => {
     while (performance.now() < until) {
       const t0 = performance.now()
+      const id = counter++
       try {
         const response = await pool.request({
           path: contender.path,
           method: "POST",
-          headers: { "content-type": "application/json", ...contender.headers },
-          body: payload(contender, stream),
+          // The id matches the request to its upstream call, whose body carries `bench <id>`.
+          headers: { "content-type": "application/json", "x-bench-id": String(id), ...contender.headers },
+          body: payload(contender, stream, `bench ${id}`),
         })
         await response.body.text()
         if (response.statusCode !== 200) errors++
@@ -129,17 +133,38 @@ const throughput = async (contender: Contender, concurrency: number, stream: boo
   }
   const started = performance.now()
   const cpuBefore = cpuMicros(contender.pid)
+  if (contender.ownTimeFile !== undefined) {
+    rmSync(contender.ownTimeFile, { force: true })
+    process.kill(contender.pid!, "SIGUSR2")
+  }
   await Promise.all(Array.from({ length: concurrency }, worker))
   const elapsed = (performance.now() - started) / 1000
   const cpuPerRequest = (cpuMicros(contender.pid) - cpuBefore) / latencies.length
+  const own = await ownTime(contender)
   await pool.close()
   return {
     rps: latencies.length / elapsed,
     cpuPerRequest,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
+    ownP50: percentile(own, 50),
+    ownP99: percentile(own, 99),
     errors,
   }
+}
+
+/**
+ * The time each request of the last run spent in the gateway itself (bench/own-time.ts): its
+ * latency inside the process minus its upstream call. None for a contender that does not record it.
+ */
+const ownTime = async (contender: Contender): Promise<ReadonlyArray<number>> => {
+  const file = contender.ownTimeFile
+  if (file === undefined) return []
+  process.kill(contender.pid!, "SIGUSR2")
+  for (let wait = 0; wait < 100 && !existsSync(file); wait++) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { ownMs: Array<number> }).ownMs : []
 }
 
 /** Streamed requests: time to the first content chunk (the upstream's first token) at the client. */
@@ -225,28 +250,34 @@ const main = async () => {
     const port = await freePort()
     const dataDir = mkdtempSync(join(tmpdir(), "dac-bench-"))
     dataDirs.push(dataDir)
-    const dac = spawn(node, ["--disable-warning=ExperimentalWarning", "src/main.ts"], {
-      stdio: ["ignore", "ignore", "inherit"],
-      env: {
-        ...inherited,
-        PORT: String(port),
-        HOST: "127.0.0.1",
-        DATA_DIR: dataDir,
-        // DAC on a real PostgreSQL instead of its embedded store, when given one.
-        ...(process.env.BENCH_DATABASE_URL ? { DATABASE_URL: process.env.BENCH_DATABASE_URL } : {}),
-        LOG_LEVEL: "Error",
-        OPENAI_BASE_URL: `${upstream}/v1`,
-        OPENAI_API_KEY: "sk-bench",
-        OPENAI_RPS: "1000000",
-        OPENAI_BURST: "1000000",
-        OPENAI_CONCURRENCY: "100000",
-        OPENAI_MAX_QUEUE: "100000",
-        ...env,
+    const ownTimeFile = join(dataDir, "own-time.json")
+    const dac = spawn(
+      node,
+      ["--disable-warning=ExperimentalWarning", "--import", "./bench/own-time.ts", "src/main.ts"],
+      {
+        stdio: ["ignore", "ignore", "inherit"],
+        env: {
+          ...inherited,
+          PORT: String(port),
+          HOST: "127.0.0.1",
+          DATA_DIR: dataDir,
+          // DAC on a real PostgreSQL instead of its embedded store, when given one.
+          ...(process.env.BENCH_DATABASE_URL ? { DATABASE_URL: process.env.BENCH_DATABASE_URL } : {}),
+          LOG_LEVEL: "Error",
+          OPENAI_BASE_URL: `${upstream}/v1`,
+          OPENAI_API_KEY: "sk-bench",
+          OPENAI_RPS: "1000000",
+          OPENAI_BURST: "1000000",
+          OPENAI_CONCURRENCY: "100000",
+          OPENAI_MAX_QUEUE: "100000",
+          OWN_TIME_FILE: ownTimeFile,
+          ...env,
+        },
       },
-    })
+    )
     children.push(dac)
     await waitHealthy(`http://127.0.0.1:${port}/health`)
-    return { port, pid: dac.pid! }
+    return { port, pid: dac.pid!, ownTimeFile }
   }
   const dac = await startDac()
   // The same gateway streaming from upstream even when the client waits for the whole reply.
@@ -266,6 +297,7 @@ const main = async () => {
       name: "DAC",
       origin: `http://127.0.0.1:${dac.port}`,
       pid: dac.pid,
+      ownTimeFile: dac.ownTimeFile,
       path: "/v1/chat/completions",
       headers: { authorization: "Bearer bench" },
       model: "openai/bench",
@@ -274,6 +306,7 @@ const main = async () => {
       name: "DAC stream-up",
       origin: `http://127.0.0.1:${dacStreamUp.port}`,
       pid: dacStreamUp.pid,
+      ownTimeFile: dacStreamUp.ownTimeFile,
       path: "/v1/chat/completions",
       headers: { authorization: "Bearer bench" },
       model: "openai/bench",
@@ -315,7 +348,15 @@ const main = async () => {
   for (const contender of contenders) await throughput(contender, 10, false)
 
   type Row = Record<string, number | string>
-  type Run = { rps: number; cpuPerRequest: number; p50: number; p99: number; errors: number }
+  type Run = {
+    rps: number
+    cpuPerRequest: number
+    p50: number
+    p99: number
+    ownP50: number
+    ownP99: number
+    errors: number
+  }
   const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
 
   /** Every contender at every concurrency, rounds alternated, as table rows. */
@@ -356,6 +397,8 @@ const main = async () => {
           "p99 ms": mean(runs.map((r) => r.p99)),
           "+p50 over direct": mean(runs.map((r) => r.p50)) - directP50,
           "+p99 over direct": mean(runs.map((r) => r.p99)) - directP99,
+          "own p50 ms": mean(runs.map((r) => r.ownP50)),
+          "own p99 ms": mean(runs.map((r) => r.ownP99)),
           errors: runs.reduce((sum, r) => sum + r.errors, 0),
         })
       }
