@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import { Context, Deferred, Effect, Layer } from "effect"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
@@ -25,12 +26,19 @@ export type Claim<E> =
   | { readonly _tag: "Follower"; readonly lead: Lead<E> }
 
 /**
+ * A key as the coalescer keeps it, for the whole result TTL: the org in clear (keys of two orgs
+ * never match) and a SHA-256 of the rest, so a cached reply keeps some 60 bytes of key however long
+ * the conversation or message it was asked with (a JSON key kept every prompt twice over).
+ */
+const digestKey = (org: OrgId, parts: ReadonlyArray<unknown>) =>
+  `${org}:${createHash("sha256").update(JSON.stringify(parts)).digest("base64url")}`
+
+/**
  * The key of a turn: who asks, in which thread, what, of which model and with which parameters.
  * Not the history: the thread id stands for it (two identical turns on one thread coalesce).
  */
 export const coalesceKey = (org: OrgId, threadId: ThreadId | null, body: ChatRequest) =>
-  JSON.stringify([
-    org,
+  digestKey(org, [
     threadId,
     body.content,
     body.provider,
@@ -41,14 +49,7 @@ export const coalesceKey = (org: OrgId, threadId: ThreadId | null, body: ChatReq
 
 /** The key of a stateless completion: the whole conversation and the parameters. */
 export const conversationKey = (org: OrgId, conversation: ReadonlyArray<ChatMessage>, body: ChatRequest) =>
-  JSON.stringify([
-    org,
-    conversation,
-    body.provider,
-    body.model,
-    body.temperature ?? null,
-    body.max_tokens ?? null,
-  ])
+  digestKey(org, [conversation, body.provider, body.model, body.temperature ?? null, body.max_tokens ?? null])
 
 /**
  * Leader/follower bookkeeping. `claim` is synchronous, so of N identical requests arriving together
