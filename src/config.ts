@@ -81,6 +81,11 @@ export interface AppConfigShape {
   readonly coalesceEnabled: boolean
   /** `SSE_KEEPALIVE_MS`: how long a reply stream may stay silent before a `: keepalive` comment. */
   readonly sseKeepaliveMs: number
+  /**
+   * `RECONNECT_GRACE_MS`: how long a thread turn keeps running for a stream dropped for falling
+   * behind (told to reconnect with `Last-Event-ID`), as if it still listened; 0 stops it at once.
+   */
+  readonly reconnectGraceMs: number
   /** `UPSTREAM_STREAM`: which upstream calls stream when the client waits for the whole reply. */
   readonly upstreamStream: UpstreamStreaming
   readonly streamFanoutEnabled: boolean
@@ -197,6 +202,7 @@ export const appConfig = Config.all({
     Config.withDefault("threads" as const),
   ),
   sseKeepaliveMs: positiveInt("SSE_KEEPALIVE_MS", 15_000),
+  reconnectGraceMs: nonNegativeInt("RECONNECT_GRACE_MS", 30_000),
   streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
   coalesceErrorTtlMs: nonNegativeInt("COALESCE_ERROR_TTL_MS", 2_000),
   coalesceResultTtlMs: nonNegativeInt("COALESCE_RESULT_TTL_MS", 10_000),

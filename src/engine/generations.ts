@@ -309,7 +309,12 @@ export class Generations extends Context.Service<
 
       const start = tracedFn("Generations.start")(
         Effect.fnUntraced(function* (spec: GenerationSpec) {
-          const generation = new LiveGeneration(spec)
+          const generation = new LiveGeneration(
+            spec,
+            config.reconnectGraceMs === 0
+              ? undefined
+              : (run) => deadlines.after(config.reconnectGraceMs, run),
+          )
           byRequestId.set(spec.requestId, generation)
           running.add(generation)
           const fiber = yield* run(spec, generation).pipe(Effect.forkIn(scope, { startImmediately: true }))
@@ -363,8 +368,16 @@ class LiveGeneration implements Generation {
   // the coalescer's result TTL, where two empty collections would be a sixth of what it keeps.
   private waiting = new Set<RequestId>()
   private listeners = new Map<RequestId, FrameSink>()
+  /** Requests whose stream was dropped for falling behind, held for `RECONNECT_GRACE_MS`. */
+  private reconnecting = new Set<RequestId>()
+  /**
+   * Runs its callback when a reconnect's grace is over; undefined when there is none. The client
+   * was told to reconnect with `Last-Event-ID`: it should find the reply still going.
+   */
+  private readonly afterReconnectGrace: ((run: () => void) => void) | undefined
 
-  constructor(spec: GenerationSpec) {
+  constructor(spec: GenerationSpec, afterReconnectGrace: ((run: () => void) => void) | undefined) {
+    this.afterReconnectGrace = afterReconnectGrace
     this.org = spec.org
     this.threadId = spec.assistantMessage?.thread_id ?? null
     this.provider = spec.adapter.name
@@ -380,6 +393,7 @@ class LiveGeneration implements Generation {
     for (const [requestId, sink] of this.listeners) {
       if (!sink.offer(f)) {
         this.listeners.delete(requestId)
+        this.holdForReconnect(requestId)
         sink.fellBehind(f.id - 1)
       }
     }
@@ -397,6 +411,26 @@ class LiveGeneration implements Generation {
     this.listeners.clear()
   }
 
+  /**
+   * Keeps the generation running for a request whose stream was dropped for falling behind, until it
+   * reconnects or its grace is over. Only a running thread turn: a stateless one cannot be
+   * re-attached, and a finished one is found as it ended.
+   */
+  private holdForReconnect(requestId: RequestId) {
+    if (this.afterReconnectGrace === undefined || this.threadId === null || this.ended) return
+    this.reconnecting.add(requestId)
+    this.afterReconnectGrace(() => {
+      if (this.reconnecting.delete(requestId)) this.abandoned()?.interruptUnsafe()
+    })
+  }
+
+  /** The fiber to interrupt when no request is left on a running generation. */
+  private abandoned() {
+    return this.waiting.size === 0 && this.listeners.size === 0 && this.reconnecting.size === 0 && !this.ended
+      ? this.fiber
+      : undefined
+  }
+
   /** Sends a keepalive to every listener when nothing went to them for `quietMs`. */
   keepalive(now: number, quietMs: number) {
     if (this.ended || this.listeners.size === 0 || now - this.lastSentAt < quietMs) return
@@ -410,6 +444,7 @@ class LiveGeneration implements Generation {
     this.fiber = undefined
     this.waiting = noRequests
     this.listeners = noListeners
+    this.reconnecting = noRequests
     this.log.compact()
   }
 
@@ -438,7 +473,11 @@ class LiveGeneration implements Generation {
     // Replay and registration in one synchronous step: no emit can fall between them.
     if (!sink.replay(this.log.after(afterId))) sink.fellBehind(afterId)
     else if (this.ended) sink.end()
-    else this.listeners.set(requestId, sink)
+    else {
+      // A reconnect takes its request over from the hold: from now on its stream counts.
+      this.reconnecting.delete(requestId)
+      this.listeners.set(requestId, sink)
+    }
   }
 
   listen(requestId: RequestId, afterId: number): Stream.Stream<Frame, SlowListener> {
@@ -462,15 +501,19 @@ class LiveGeneration implements Generation {
     )
   }
 
-  /** Forgets the request (its listener `only`); the fiber to interrupt when it was the last one. */
+  /**
+   * Forgets the request (its listener `only`); the fiber to interrupt when it was the last one. A
+   * stream's own end (`only`) leaves a reconnect hold in place; an explicit detach (cancel) ends it.
+   */
   private leave(requestId: RequestId, only?: FrameSink) {
     this.waiting.delete(requestId)
+    if (only === undefined) this.reconnecting.delete(requestId)
     const sink = this.listeners.get(requestId)
     if (sink !== undefined && (only === undefined || sink === only)) {
       this.listeners.delete(requestId)
       sink.end()
     }
-    return this.waiting.size === 0 && this.listeners.size === 0 && !this.ended ? this.fiber : undefined
+    return this.abandoned()
   }
 
   detach(requestId: RequestId): Effect.Effect<void> {

@@ -4,6 +4,7 @@ import { AppConfig } from "../../src/config.ts"
 import { newRequestId, type OrgId } from "../../src/domain/ids.ts"
 import { firstGenerationFrameId, Generations, listenerBuffer } from "../../src/engine/generations.ts"
 import { unpacedTicket } from "../../src/engine/pacer.ts"
+import type { Frame, FrameSink } from "../../src/engine/sse-frames.ts"
 import { makeMockProvider } from "../../src/providers/mock.ts"
 import { MessagesRepo } from "../../src/store/messages-repo.ts"
 import { ThreadsRepo } from "../../src/store/threads-repo.ts"
@@ -80,5 +81,162 @@ describe("a listener that falls behind", () => {
     expect(result.slowCount).toBeLessThan(tokens)
     expect(result.outcome._tag).toBe("Completed")
     expect(decoder.decode(result.fast.at(-1)!.bytes)).toContain('"finish_reason":"stop"')
+  })
+})
+
+/** A stream that takes `room` live frames, then reports itself full (as a client 1 MiB behind). */
+const stallingSink = (room: number) => {
+  const frames: Array<Frame> = []
+  let droppedAfter: number | undefined
+  let ended = false
+  const sink: FrameSink = {
+    replay: (replayed) => {
+      frames.push(...replayed)
+      return true
+    },
+    offer: (f) => {
+      frames.push(f)
+      return frames.length <= room
+    },
+    end: () => {
+      ended = true
+    },
+    fellBehind: (lastId) => {
+      droppedAfter = lastId
+    },
+  }
+  return { sink, frames, droppedAfter: () => droppedAfter, ended: () => ended }
+}
+
+/** Starts a slow mock generation, as a thread turn (stored) or a stateless completion. */
+const startSlow = (org: OrgId, stored: boolean) =>
+  Effect.gen(function* () {
+    const requestId = newRequestId()
+    const thread = yield* (yield* ThreadsRepo).create(org, null)
+    const started = stored
+      ? yield* (yield* MessagesRepo).startTurn({
+          org,
+          threadId: thread.thread_id,
+          requestId,
+          content: "slow",
+          provider: "mock",
+          model: "faststream-ttft",
+        })
+      : undefined
+    const generation = yield* (yield* Generations).start({
+      org,
+      ticket: unpacedTicket,
+      requestId,
+      adapter: makeMockProvider({ ttftMs: 0, tokens: 40, tokenIntervalMs: 10 }),
+      startedAt: performance.now(),
+      assistantMessage: started?.assistantMessage,
+      request: {
+        provider: "mock",
+        model: "faststream-ttft",
+        messages: started?.history ?? [{ role: "user", content: "slow" }],
+      },
+    })
+    return { requestId, generation }
+  })
+
+const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+
+describe("a lone stream dropped for falling behind", () => {
+  const org = `org-${crypto.randomUUID()}` as OrgId
+
+  it("keeps its thread turn running: the client reconnects with Last-Event-ID and gets the rest", async () => {
+    const result = await run(
+      Effect.gen(function* () {
+        const { requestId, generation } = yield* startSlow(org, true)
+        const stalled = stallingSink(3)
+        generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
+        yield* sleep(60)
+        // Its body ended with slow_consumer and the client went away: the body detaches as it ends.
+        generation.detachUnsafe(requestId, stalled.sink)
+        yield* sleep(60)
+        const runningWhileAway = !generation.isEnded()
+        const lastId = stalled.droppedAfter()!
+        const resumed = stallingSink(Number.POSITIVE_INFINITY)
+        generation.subscribe(requestId, lastId, resumed.sink)
+        const outcome = yield* Deferred.await(generation.outcome)
+        return { runningWhileAway, lastId, stalled, resumed, outcome }
+      }),
+    )
+    expect(result.lastId).toBeGreaterThanOrEqual(firstGenerationFrameId)
+    expect(result.runningWhileAway).toBe(true)
+    expect(result.outcome._tag).toBe("Completed")
+    // No gap and no duplicate: the reconnect starts right after the last frame the client got.
+    expect(result.resumed.frames[0]!.id).toBe(result.lastId + 1)
+    expect(result.resumed.frames.at(-1)!.type).toBe("done")
+    expect(result.resumed.ended()).toBe(true)
+  })
+
+  it("stops a stateless completion at once: it cannot be re-attached", async () => {
+    const outcome = await run(
+      Effect.gen(function* () {
+        const { requestId, generation } = yield* startSlow(org, false)
+        const stalled = stallingSink(3)
+        generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
+        yield* sleep(60)
+        generation.detachUnsafe(requestId, stalled.sink)
+        return yield* Deferred.await(generation.outcome)
+      }),
+    )
+    expect(outcome._tag).toBe("Cancelled")
+  })
+
+  it("ends the hold when the request is cancelled while its client is away", async () => {
+    const result = await run(
+      Effect.gen(function* () {
+        const { requestId, generation } = yield* startSlow(org, true)
+        const stalled = stallingSink(3)
+        generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
+        yield* sleep(60)
+        generation.detachUnsafe(requestId, stalled.sink)
+        const started = performance.now()
+        yield* generation.cancelRequest(requestId)
+        const outcome = yield* Deferred.await(generation.outcome)
+        return { outcome, stoppedAfterMs: performance.now() - started }
+      }),
+    )
+    expect(result.outcome._tag).toBe("Cancelled")
+    // At once, not when the 30 s grace would have been over.
+    expect(result.stoppedAfterMs).toBeLessThan(1_000)
+  })
+
+  it("stops the generation once RECONNECT_GRACE_MS passed with no reconnect", async () => {
+    const graceScope = Effect.runSync(Scope.make())
+    const graceContext = await Effect.runPromise(
+      Layer.buildWithScope(
+        Generations.layer.pipe(
+          Layer.provideMerge(ReposLive),
+          Layer.provide(AppConfig.fromRecord({ RECONNECT_GRACE_MS: "150" })),
+        ),
+        graceScope,
+      ),
+    )
+    try {
+      const result = await Effect.runPromise(
+        Effect.provideContext(
+          Effect.gen(function* () {
+            const { requestId, generation } = yield* startSlow(org, true)
+            const stalled = stallingSink(3)
+            generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
+            yield* sleep(60)
+            generation.detachUnsafe(requestId, stalled.sink)
+            yield* sleep(50)
+            const runningWithinGrace = !generation.isEnded()
+            const outcome = yield* Deferred.await(generation.outcome)
+            return { runningWithinGrace, outcome }
+          }),
+          graceContext,
+        ),
+      )
+      expect(result.runningWithinGrace).toBe(true)
+      // 40 tokens 10 ms apart would take 400 ms: it was stopped when the grace was over.
+      expect(result.outcome._tag).toBe("Cancelled")
+    } finally {
+      await Effect.runPromise(Scope.close(graceScope, Exit.void))
+    }
   })
 })
