@@ -141,18 +141,27 @@ const startSlow = (org: OrgId, stored: boolean) =>
 
 const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
 
+/**
+ * A slow generation whose only stream is dropped for falling behind after 3 frames; then its body
+ * ends (slow_consumer written, the client gone) and detaches as a reply body does.
+ */
+const dropLoneStream = (org: OrgId, stored: boolean) =>
+  Effect.gen(function* () {
+    const { requestId, generation } = yield* startSlow(org, stored)
+    const stalled = stallingSink(3)
+    generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
+    yield* sleep(60)
+    generation.detachUnsafe(requestId, stalled.sink)
+    return { requestId, generation, stalled }
+  })
+
 describe("a lone stream dropped for falling behind", () => {
   const org = `org-${crypto.randomUUID()}` as OrgId
 
   it("keeps its thread turn running: the client reconnects with Last-Event-ID and gets the rest", async () => {
     const result = await run(
       Effect.gen(function* () {
-        const { requestId, generation } = yield* startSlow(org, true)
-        const stalled = stallingSink(3)
-        generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
-        yield* sleep(60)
-        // Its body ended with slow_consumer and the client went away: the body detaches as it ends.
-        generation.detachUnsafe(requestId, stalled.sink)
+        const { requestId, generation, stalled } = yield* dropLoneStream(org, true)
         yield* sleep(60)
         const runningWhileAway = !generation.isEnded()
         const lastId = stalled.droppedAfter()!
@@ -174,11 +183,7 @@ describe("a lone stream dropped for falling behind", () => {
   it("stops a stateless completion at once: it cannot be re-attached", async () => {
     const outcome = await run(
       Effect.gen(function* () {
-        const { requestId, generation } = yield* startSlow(org, false)
-        const stalled = stallingSink(3)
-        generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
-        yield* sleep(60)
-        generation.detachUnsafe(requestId, stalled.sink)
+        const { generation } = yield* dropLoneStream(org, false)
         return yield* Deferred.await(generation.outcome)
       }),
     )
@@ -188,11 +193,7 @@ describe("a lone stream dropped for falling behind", () => {
   it("ends the hold when the request is cancelled while its client is away", async () => {
     const result = await run(
       Effect.gen(function* () {
-        const { requestId, generation } = yield* startSlow(org, true)
-        const stalled = stallingSink(3)
-        generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
-        yield* sleep(60)
-        generation.detachUnsafe(requestId, stalled.sink)
+        const { requestId, generation } = yield* dropLoneStream(org, true)
         const started = performance.now()
         yield* generation.cancelRequest(requestId)
         const outcome = yield* Deferred.await(generation.outcome)
@@ -219,11 +220,7 @@ describe("a lone stream dropped for falling behind", () => {
       const result = await Effect.runPromise(
         Effect.provideContext(
           Effect.gen(function* () {
-            const { requestId, generation } = yield* startSlow(org, true)
-            const stalled = stallingSink(3)
-            generation.subscribe(requestId, firstGenerationFrameId - 1, stalled.sink)
-            yield* sleep(60)
-            generation.detachUnsafe(requestId, stalled.sink)
+            const { generation } = yield* dropLoneStream(org, true)
             yield* sleep(50)
             const runningWithinGrace = !generation.isEnded()
             const outcome = yield* Deferred.await(generation.outcome)
