@@ -20,7 +20,10 @@ const OpenAiMessage = Schema.Struct({
   ]),
 })
 
-/** The part of OpenAI's Chat Completions request DAC understands; other fields are ignored. */
+/**
+ * The part of OpenAI's Chat Completions request DAC passes on. Fields that would change the answer
+ * are refused by `unsupportedParameter` unless they hold their default; the others are ignored.
+ */
 export const CompletionRequest = Schema.Struct({
   model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" })),
   messages: Schema.Array(OpenAiMessage).check(
@@ -36,11 +39,53 @@ export const CompletionRequest = Schema.Struct({
     Schema.NullOr(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 2 }))),
   ),
   n: Schema.optional(Schema.NullOr(Schema.Literal(1))),
-  tools: Schema.optional(Schema.Unknown),
 })
 type CompletionRequest = typeof CompletionRequest.Type
 
 const decodeRequest = Schema.decodeUnknownExit(CompletionRequest, { errors: "all" })
+
+const isEmpty = (value: unknown) =>
+  (Array.isArray(value) && value.length === 0) ||
+  (typeof value === "object" && value !== null && Object.keys(value).length === 0)
+
+/**
+ * Parameters that change what the model answers and that DAC does not pass on to providers, each
+ * with the values that mean "as if not sent" (what some clients send by default). Any other value
+ * is refused with a 400 naming it: answering as if it had not been sent (no tool calls for a
+ * request with `tools`, prose for `response_format: json_object`) would be a silent wrong answer.
+ * `seed`, `user`, `metadata`, `store`, `service_tier` and `parallel_tool_calls` are accepted and
+ * not passed on: they do not change what an answer is.
+ */
+const notPassedOn: ReadonlyArray<readonly [name: string, isDefault: (value: unknown) => boolean]> = [
+  ["tools", isEmpty],
+  ["tool_choice", (v) => v === "none" || v === "auto"],
+  ["functions", isEmpty],
+  ["function_call", (v) => v === "none" || v === "auto"],
+  ["response_format", (v) => (v as { type?: unknown }).type === "text"],
+  ["stop", isEmpty],
+  ["top_p", (v) => v === 1],
+  ["presence_penalty", (v) => v === 0],
+  ["frequency_penalty", (v) => v === 0],
+  ["logit_bias", isEmpty],
+  ["logprobs", (v) => v === false],
+  ["top_logprobs", (v) => v === 0],
+  ["modalities", (v) => Array.isArray(v) && v.every((m) => m === "text")],
+  ["audio", () => false],
+  ["prediction", () => false],
+  ["reasoning_effort", () => false],
+  ["web_search_options", () => false],
+]
+
+/** The first parameter of the request that DAC would have to drop to answer it (see `notPassedOn`). */
+const unsupportedParameter = (request: unknown) => {
+  if (typeof request !== "object" || request === null) return undefined
+  const fields = request as Record<string, unknown>
+  for (const [name, isDefault] of notPassedOn) {
+    const value = fields[name]
+    if (value !== undefined && value !== null && !isDefault(value)) return name
+  }
+  return undefined
+}
 const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
 
 const errorTypes: Record<number, string> = {
@@ -52,14 +97,20 @@ const errorTypes: Record<number, string> = {
   429: "rate_limit_error",
 }
 
-/** OpenAI's error body, as a response or inside a stream. */
-const errorBody = (type: string, code: unknown, message: unknown) => ({
-  error: { message, type, param: null, code },
+/** OpenAI's error body, as a response or inside a stream; `param` names the offending field. */
+const errorBody = (type: string, code: unknown, message: unknown, param: string | null = null) => ({
+  error: { message, type, param, code },
 })
 
 /** An error answer the official SDKs raise as their own typed errors. */
-const openAiError = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
-  HttpServerResponse.jsonUnsafe(errorBody(errorTypes[status] ?? "api_error", code, message), {
+const openAiError = (
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+  param: string | null = null,
+) =>
+  HttpServerResponse.jsonUnsafe(errorBody(errorTypes[status] ?? "api_error", code, message, param), {
     status,
     headers,
   })
@@ -210,6 +261,16 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
         : "invalid request"
       return openAiError(400, "invalid_request", issues)
     }
+    const unsupported = unsupportedParameter(json.value)
+    if (unsupported !== undefined) {
+      return openAiError(
+        400,
+        "unsupported_parameter",
+        `"${unsupported}" is not supported: DAC passes on model, messages, stream, stream_options, max_tokens, max_completion_tokens and temperature; leave "${unsupported}" out or send its default`,
+        {},
+        unsupported,
+      )
+    }
     const body = decoded.value
     const alias = modelAliases.get(body.model)
     const slash = alias === undefined ? body.model.indexOf("/") : -1
@@ -237,8 +298,7 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
       body: chat,
       mode: stream ? ("stream" as const) : ("wait" as const),
       idempotencyKey: request.headers["idempotency-key"] || undefined,
-      // Tool calls are not idempotent: never shared.
-      coalesce: body.tools === undefined && request.headers["x-dac-coalesce"]?.toLowerCase() !== "off",
+      coalesce: request.headers["x-dac-coalesce"]?.toLowerCase() !== "off",
     }
     if (stream) {
       const turn = yield* turns.start(input).pipe(Effect.result)

@@ -172,6 +172,44 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     expect(bad.message).toContain('or a configured alias (fast, gpt-4o-mini), got "gpt-5-turbo"')
   })
 
+  it("refuses a parameter it would have to drop, naming it, and accepts the same parameter at its default", async () => {
+    const messages = [{ role: "user" as const, content: `params ${crypto.randomUUID()}` }]
+    const refused = async (params: Record<string, unknown>) => {
+      const error = await client.chat.completions
+        .create({ model: "mock/faststream-ttft", messages, ...params })
+        .catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(OpenAI.BadRequestError)
+      return error as InstanceType<typeof OpenAI.BadRequestError>
+    }
+    const tools = await refused({
+      tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object" } } }],
+    })
+    expect(tools.code).toBe("unsupported_parameter")
+    expect(tools.param).toBe("tools")
+    expect(tools.message).toContain('"tools" is not supported')
+    expect((await refused({ response_format: { type: "json_object" } })).param).toBe("response_format")
+    expect((await refused({ stop: ["\n"] })).param).toBe("stop")
+    expect((await refused({ top_p: 0.2 })).param).toBe("top_p")
+    expect((await refused({ stream: true, logprobs: true })).param).toBe("logprobs")
+
+    // Defaults some clients always send, and fields that do not change an answer, are accepted.
+    const completion = await client.chat.completions.create({
+      model: "mock/faststream-ttft",
+      messages,
+      tools: [],
+      tool_choice: "auto",
+      response_format: { type: "text" },
+      top_p: 1,
+      presence_penalty: 0,
+      frequency_penalty: 0,
+      logprobs: false,
+      stop: null,
+      seed: 7,
+      user: "someone",
+    })
+    expect(completion.choices[0]!.message.content).toBe(mockReplyText(tokens))
+  })
+
   it("raises the SDK's own typed errors", async () => {
     await expect(
       client.chat.completions.create({
