@@ -2,6 +2,16 @@ import { Schema } from "effect"
 import { RequestId } from "./ids.ts"
 import { Message, Usage } from "./thread.ts"
 
+/** A sequence at which a reply stops. */
+export const StopSequence = Schema.String.check(
+  Schema.isNonEmpty({ message: "a stop sequence must not be empty" }),
+)
+
+/** Up to 4 of them: OpenAI's limit, the smallest of the providers'. */
+export const StopSequences = Schema.Array(StopSequence).check(
+  Schema.isMaxLength(4, { message: "at most 4 stop sequences" }),
+)
+
 /** The turn a client posts. Only `user` turns are accepted: the assistant side is the gateway's to write. */
 export const ChatRequest = Schema.Struct({
   role: Schema.Literal("user"),
@@ -10,6 +20,8 @@ export const ChatRequest = Schema.Struct({
   model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" })),
   temperature: Schema.optional(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 2 }))),
   max_tokens: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000_000 }))),
+  top_p: Schema.optional(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),
+  stop: Schema.optional(StopSequences),
 }).annotate({ identifier: "ChatRequest" })
 export type ChatRequest = typeof ChatRequest.Type
 

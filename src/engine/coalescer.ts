@@ -33,23 +33,26 @@ export type Claim<E> =
 const digestKey = (org: OrgId, parts: ReadonlyArray<unknown>) =>
   `${org}:${createHash("sha256").update(JSON.stringify(parts)).digest("base64url")}`
 
+/** What the reply depends on besides the conversation: where it is asked, and how it is sampled. */
+const parametersOf = (body: ChatRequest) => [
+  body.provider,
+  body.model,
+  body.temperature ?? null,
+  body.max_tokens ?? null,
+  body.top_p ?? null,
+  body.stop ?? null,
+]
+
 /**
  * The key of a turn: who asks, in which thread, what, of which model and with which parameters.
  * Not the history: the thread id stands for it (two identical turns on one thread coalesce).
  */
 export const coalesceKey = (org: OrgId, threadId: ThreadId | null, body: ChatRequest) =>
-  digestKey(org, [
-    threadId,
-    body.content,
-    body.provider,
-    body.model,
-    body.temperature ?? null,
-    body.max_tokens ?? null,
-  ])
+  digestKey(org, [threadId, body.content, ...parametersOf(body)])
 
 /** The key of a stateless completion: the whole conversation and the parameters. */
 export const conversationKey = (org: OrgId, conversation: ReadonlyArray<ChatMessage>, body: ChatRequest) =>
-  digestKey(org, [conversation, body.provider, body.model, body.temperature ?? null, body.max_tokens ?? null])
+  digestKey(org, [conversation, ...parametersOf(body)])
 
 /**
  * Leader/follower bookkeeping. `claim` is synchronous, so of N identical requests arriving together

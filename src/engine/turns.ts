@@ -173,6 +173,8 @@ export class Turns extends Context.Service<
           model: body.model,
           temperature: body.temperature,
           maxTokens: body.max_tokens,
+          topP: body.top_p,
+          stop: body.stop,
           stream: streamsUpstream(input),
         }
         // A stateless completion brings its conversation; a thread turn stores the user's message

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { Effect, Exit, Layer, Schema, SchemaIssue } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { AppConfig, type ModelTarget } from "../config.ts"
-import type { ChatRequest } from "../domain/chat.ts"
+import { type ChatRequest, StopSequence, StopSequences } from "../domain/chat.ts"
 import { OrgId } from "../domain/ids.ts"
 import type { Usage } from "../domain/thread.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
@@ -38,6 +38,8 @@ export const CompletionRequest = Schema.Struct({
   temperature: Schema.optional(
     Schema.NullOr(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 2 }))),
   ),
+  top_p: Schema.optional(Schema.NullOr(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 })))),
+  stop: Schema.optional(Schema.NullOr(Schema.Union([StopSequence, StopSequences]))),
   n: Schema.optional(Schema.NullOr(Schema.Literal(1))),
 })
 type CompletionRequest = typeof CompletionRequest.Type
@@ -62,8 +64,6 @@ const notPassedOn: ReadonlyArray<readonly [name: string, isDefault: (value: unkn
   ["functions", isEmpty],
   ["function_call", (v) => v === "none" || v === "auto"],
   ["response_format", (v) => (v as { type?: unknown }).type === "text"],
-  ["stop", isEmpty],
-  ["top_p", (v) => v === 1],
   ["presence_penalty", (v) => v === 0],
   ["frequency_penalty", (v) => v === 0],
   ["logit_bias", isEmpty],
@@ -266,7 +266,7 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
       return openAiError(
         400,
         "unsupported_parameter",
-        `"${unsupported}" is not supported: DAC passes on model, messages, stream, stream_options, max_tokens, max_completion_tokens and temperature; leave "${unsupported}" out or send its default`,
+        `"${unsupported}" is not supported: DAC passes on model, messages, stream, stream_options, max_tokens, max_completion_tokens, temperature, top_p and stop; leave "${unsupported}" out or send its default`,
         {},
         unsupported,
       )
@@ -282,6 +282,7 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
       content: textOf(m.content),
     }))
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined
+    const stop = typeof body.stop === "string" ? [body.stop] : (body.stop ?? [])
     const chat: ChatRequest = {
       role: "user",
       content: conversation.at(-1)!.content,
@@ -289,6 +290,8 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
       model: alias === undefined ? body.model.slice(slash + 1) : alias.model,
       ...(body.temperature == null ? {} : { temperature: body.temperature }),
       ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
+      ...(body.top_p == null ? {} : { top_p: body.top_p }),
+      ...(stop.length === 0 ? {} : { stop }),
     }
     const stream = body.stream === true
     const input = {

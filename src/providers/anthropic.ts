@@ -27,6 +27,8 @@ export const messagesBody = (request: ProviderRequest) => {
       .map(({ role, content }) => ({ role, content })),
     ...(system.length === 0 ? {} : { system: system.join("\n\n") }),
     ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+    ...(request.topP === undefined ? {} : { top_p: request.topP }),
+    ...(request.stop === undefined ? {} : { stop_sequences: request.stop }),
     stream: request.stream !== false,
   }
 }

@@ -22,6 +22,8 @@ export const generateContentBody = (request: ProviderRequest) => {
   const generationConfig = {
     ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
     ...(request.maxTokens === undefined ? {} : { maxOutputTokens: request.maxTokens }),
+    ...(request.topP === undefined ? {} : { topP: request.topP }),
+    ...(request.stop === undefined ? {} : { stopSequences: request.stop }),
   }
   return {
     contents: request.messages

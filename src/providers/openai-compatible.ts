@@ -43,6 +43,8 @@ export const chatCompletionsBody = (provider: ProviderName, request: ProviderReq
     ...(quirks.askForUsage && request.stream !== false ? { stream_options: { include_usage: true } } : {}),
     ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
     ...(request.maxTokens === undefined ? {} : { [quirks.maxTokensField]: request.maxTokens }),
+    ...(request.topP === undefined ? {} : { top_p: request.topP }),
+    ...(request.stop === undefined ? {} : { stop: request.stop }),
   }
 }
 

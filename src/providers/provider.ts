@@ -15,6 +15,10 @@ export interface ProviderRequest {
   readonly messages: ReadonlyArray<ChatMessage>
   readonly temperature?: number | undefined
   readonly maxTokens?: number | undefined
+  /** Nucleus sampling: only the tokens within this much probability mass. */
+  readonly topP?: number | undefined
+  /** Sequences at which the reply stops (not included in it). */
+  readonly stop?: ReadonlyArray<string> | undefined
   /**
    * `false`: ask for the whole reply in one body instead of a stream (`UPSTREAM_STREAM`, for
    * requests that wait for the whole reply): one read instead of one per token, but the first

@@ -34,6 +34,8 @@ describe("coalescing keys", () => {
       conversationKey(orgA, longConversation, body("last", { temperature: 0.5 })),
       conversationKey(orgA, longConversation, body("last", { max_tokens: 10 })),
       conversationKey(orgA, longConversation, body("last", { model: "gpt-4o" })),
+      conversationKey(orgA, longConversation, body("last", { top_p: 0.5 })),
+      conversationKey(orgA, longConversation, body("last", { stop: ["END"] })),
       conversationKey(orgB, longConversation, body("last")),
     ]
     for (const other of others) expect(other).not.toBe(key)

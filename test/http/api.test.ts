@@ -204,6 +204,16 @@ describe("bad input", () => {
     expect(response.json.error.message).toMatch(/provider: Missing key/)
   })
 
+  it("sampling out of range → 400 naming each field", async () => {
+    const response = await client().post(messages(), {
+      ...turn("x"),
+      top_p: 2,
+      stop: ["a", "b", "c", "d", "e"],
+    })
+    expectError(response, 400, "invalid_request", /top_p/)
+    expect(response.json.error.message).toMatch(/stop: at most 4 stop sequences/)
+  })
+
   it("unknown provider → 400", async () => {
     expectError(
       await client().post(messages(), turn("x", { provider: "nope" })),

@@ -97,6 +97,29 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     expect(upstream.calls("openai")).toHaveLength(1)
   })
 
+  it("passes top_p and stop on to the provider, and refuses more than 4 stop sequences", async () => {
+    upstream.on("openai", { transcript: "openai-chat-stream" })
+    const completion = await client.chat.completions.create({
+      model: "openai/gpt-4o-mini",
+      messages: [{ role: "user", content: `sampling ${crypto.randomUUID()}` }],
+      top_p: 0.2,
+      stop: "\n",
+    })
+    expect(completion.choices[0]!.message.content).toBe("The capital of the UK is London.")
+    expect(upstream.calls("openai")[0]!.body).toMatchObject({ top_p: 0.2, stop: ["\n"] })
+    const error = await client.chat.completions
+      .create({
+        model: "openai/gpt-4o-mini",
+        messages: [{ role: "user", content: "x" }],
+        stop: ["a", "b", "c", "d", "e"],
+      })
+      .catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError)
+    expect((error as InstanceType<typeof OpenAI.BadRequestError>).message).toContain(
+      "at most 4 stop sequences",
+    )
+  })
+
   it("an aborted stream closes the upstream socket", async () => {
     upstream.on("openai", {
       transcript: "openai-chat-stream",
@@ -188,8 +211,6 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     expect(tools.param).toBe("tools")
     expect(tools.message).toContain('"tools" is not supported')
     expect((await refused({ response_format: { type: "json_object" } })).param).toBe("response_format")
-    expect((await refused({ stop: ["\n"] })).param).toBe("stop")
-    expect((await refused({ top_p: 0.2 })).param).toBe("top_p")
     expect((await refused({ stream: true, logprobs: true })).param).toBe("logprobs")
 
     // Defaults some clients always send, and fields that do not change an answer, are accepted.
@@ -199,7 +220,6 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
       tools: [],
       tool_choice: "auto",
       response_format: { type: "text" },
-      top_p: 1,
       presence_penalty: 0,
       frequency_penalty: 0,
       logprobs: false,

@@ -20,7 +20,10 @@ const conversation = [
 ] as const
 
 /** Sends one request through the real adapter and returns what the fake upstream received. */
-const send = (provider: FakeProvider, options: { temperature?: number; maxTokens?: number } = {}) =>
+const send = (
+  provider: FakeProvider,
+  options: { temperature?: number; maxTokens?: number; topP?: number; stop?: ReadonlyArray<string> } = {},
+) =>
   Effect.gen(function* () {
     const adapter = yield* adapterFor(fake, provider)
     const outcome = yield* collect(
@@ -98,6 +101,20 @@ describe("request shape per provider", () => {
         messages: chatMessages.slice(1),
         temperature: 0.5,
         stream: true,
+      })
+    }),
+  )
+
+  it.live("top_p and stop sequences, in each protocol's own names", () =>
+    Effect.gen(function* () {
+      const sampling = { topP: 0.3, stop: ["\n\n", "END"] }
+      expect((yield* send("openai", sampling)).body).toMatchObject({ top_p: 0.3, stop: ["\n\n", "END"] })
+      expect((yield* send("anthropic", sampling)).body).toMatchObject({
+        top_p: 0.3,
+        stop_sequences: ["\n\n", "END"],
+      })
+      expect((yield* send("gemini", sampling)).body).toMatchObject({
+        generationConfig: { topP: 0.3, stopSequences: ["\n\n", "END"] },
       })
     }),
   )
