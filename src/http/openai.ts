@@ -9,6 +9,7 @@ import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
 import { type ListenerFormat, subscribeBody } from "./listener-body.ts"
+import { unsupportedParameter } from "./openai-parameters.ts"
 import { sseResponse } from "./stream.ts"
 
 /** OpenAI's message: text content as a string or as text parts. */
@@ -46,46 +47,6 @@ type CompletionRequest = typeof CompletionRequest.Type
 
 const decodeRequest = Schema.decodeUnknownExit(CompletionRequest, { errors: "all" })
 
-const isEmpty = (value: unknown) =>
-  (Array.isArray(value) && value.length === 0) ||
-  (typeof value === "object" && value !== null && Object.keys(value).length === 0)
-
-/**
- * Parameters that change what the model answers and that DAC does not pass on to providers, each
- * with the values that mean "as if not sent" (what some clients send by default). Any other value
- * is refused with a 400 naming it: answering as if it had not been sent (no tool calls for a
- * request with `tools`, prose for `response_format: json_object`) would be a silent wrong answer.
- * `seed`, `user`, `metadata`, `store`, `service_tier` and `parallel_tool_calls` are accepted and
- * not passed on: they do not change what an answer is.
- */
-const notPassedOn: ReadonlyArray<readonly [name: string, isDefault: (value: unknown) => boolean]> = [
-  ["tools", isEmpty],
-  ["tool_choice", (v) => v === "none" || v === "auto"],
-  ["functions", isEmpty],
-  ["function_call", (v) => v === "none" || v === "auto"],
-  ["response_format", (v) => (v as { type?: unknown }).type === "text"],
-  ["presence_penalty", (v) => v === 0],
-  ["frequency_penalty", (v) => v === 0],
-  ["logit_bias", isEmpty],
-  ["logprobs", (v) => v === false],
-  ["top_logprobs", (v) => v === 0],
-  ["modalities", (v) => Array.isArray(v) && v.every((m) => m === "text")],
-  ["audio", () => false],
-  ["prediction", () => false],
-  ["reasoning_effort", () => false],
-  ["web_search_options", () => false],
-]
-
-/** The first parameter of the request that DAC would have to drop to answer it (see `notPassedOn`). */
-const unsupportedParameter = (request: unknown) => {
-  if (typeof request !== "object" || request === null) return undefined
-  const fields = request as Record<string, unknown>
-  for (const [name, isDefault] of notPassedOn) {
-    const value = fields[name]
-    if (value !== undefined && value !== null && !isDefault(value)) return name
-  }
-  return undefined
-}
 const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
 
 const errorTypes: Record<number, string> = {
