@@ -125,7 +125,7 @@ try {
     }
   }
   console.log(table(rows))
-  // A second gateway in this process, paced for fan-out, on the same store.
+  // A second gateway in this process, paced for fan-out, on a store folder of its own.
   const fanOutScope = Effect.runSync(Scope.make())
   const fanOutContext = (await Effect.runPromise(
     Layer.buildWithScope(appLayer(fanOutConfig), fanOutScope),

@@ -279,6 +279,16 @@ const main = async () => {
     await waitHealthy(`http://127.0.0.1:${port}/health`)
     return { port, pid: dac.pid!, ownTimeFile }
   }
+  /** A DAC process as a contender: its OpenAI-compatible endpoint, with a bearer key. */
+  const dacContender = (name: string, gateway: Awaited<ReturnType<typeof startDac>>): Contender => ({
+    name,
+    origin: `http://127.0.0.1:${gateway.port}`,
+    pid: gateway.pid,
+    ownTimeFile: gateway.ownTimeFile,
+    path: "/v1/chat/completions",
+    headers: { authorization: "Bearer bench" },
+    model: "openai/bench",
+  })
   const dac = await startDac()
   // The same gateway streaming from upstream even when the client waits for the whole reply.
   const dacStreamUp = await startDac({ UPSTREAM_STREAM: "always" })
@@ -293,24 +303,8 @@ const main = async () => {
       headers: {},
       model: "bench",
     },
-    {
-      name: "DAC",
-      origin: `http://127.0.0.1:${dac.port}`,
-      pid: dac.pid,
-      ownTimeFile: dac.ownTimeFile,
-      path: "/v1/chat/completions",
-      headers: { authorization: "Bearer bench" },
-      model: "openai/bench",
-    },
-    {
-      name: "DAC stream-up",
-      origin: `http://127.0.0.1:${dacStreamUp.port}`,
-      pid: dacStreamUp.pid,
-      ownTimeFile: dacStreamUp.ownTimeFile,
-      path: "/v1/chat/completions",
-      headers: { authorization: "Bearer bench" },
-      model: "openai/bench",
-    },
+    dacContender("DAC", dac),
+    dacContender("DAC stream-up", dacStreamUp),
   ]
   const portkeyEntry = join(
     "bench",
