@@ -57,7 +57,11 @@ export const finishReasonOf = (reason: string): string => {
 interface GenerateContentResponse {
   readonly candidates?: ReadonlyArray<{
     readonly content?: {
-      readonly parts?: ReadonlyArray<{ readonly text?: unknown; readonly thought?: unknown }>
+      readonly parts?: ReadonlyArray<{
+        readonly text?: unknown
+        readonly thought?: unknown
+        readonly functionCall?: unknown
+      }>
     }
     readonly finishReason?: unknown
   }>
@@ -74,6 +78,8 @@ export const generateContentDecoder = (provider: ProviderName, secret: string): 
   sseOrJson(provider, (sink) => {
     let finishReason: string | undefined
     let usage: Usage | null = null
+    // Gemini says STOP after a function call; OpenAI's vocabulary (DAC's) says tool_calls.
+    let calledFunction = false
 
     /** Takes in one response, handing its text to `emit`; returns the error it carried, if any. */
     const read = (value: unknown, emit: (text: string) => void): ProviderError | undefined => {
@@ -90,6 +96,7 @@ export const generateContentDecoder = (provider: ProviderName, secret: string): 
       const candidate = chunk.candidates?.[0]
       for (const part of candidate?.content?.parts ?? []) {
         if (typeof part.text === "string" && part.text !== "" && part.thought !== true) emit(part.text)
+        if (part.functionCall !== undefined) calledFunction = true
       }
       if (typeof candidate?.finishReason === "string") finishReason = candidate.finishReason
       if (typeof chunk.promptFeedback?.blockReason === "string") finishReason ??= "SAFETY"
@@ -99,7 +106,8 @@ export const generateContentDecoder = (provider: ProviderName, secret: string): 
     const emitText = (text: string) => sink.emit(textDelta(text))
     const complete = () => {
       if (finishReason === undefined) return sink.fail(truncated(provider, "a finishReason"))
-      sink.emit(finish(finishReasonOf(finishReason), usage))
+      const reason = finishReasonOf(finishReason)
+      sink.emit(finish(calledFunction && reason === "stop" ? "tool_calls" : reason, usage))
     }
 
     return {
