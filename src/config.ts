@@ -78,6 +78,24 @@ export interface AppConfigShape {
   readonly logLevel: LogLevel.LogLevel
   readonly maxBodyBytes: number
   readonly maxContentChars: number
+  /** `MAX_TITLE_CHARS`: the longest thread title accepted. */
+  readonly maxTitleChars: number
+  /** `MAX_MESSAGES_PER_REQUEST`: the most messages one `/v1/chat/completions` request may carry. */
+  readonly maxMessagesPerRequest: number
+  /** `MAX_HEADER_BYTES`: the request line and headers together (Node's `maxHeaderSize`). */
+  readonly maxHeaderBytes: number
+  /** `GENERATION_MAX_MS`: a generation running longer is ended (`generation_timeout`). */
+  readonly generationMaxMs: number
+  /** `GENERATION_MAX_BYTES`: a reply whose text grows past this is ended (`generation_too_large`). */
+  readonly generationMaxBytes: number
+  /** `MAX_LISTENERS_PER_GENERATION`: streams one generation feeds at once; one more gets 429. */
+  readonly maxListenersPerGeneration: number
+  /** `UPSTREAM_MAX_PAUSE_MS`: the longest pause a provider's own hint (`retry-after`, …) may impose. */
+  readonly upstreamMaxPauseMs: number
+  /** `SHUTDOWN_GRACE_MS`: on SIGTERM, how long waiting replies may take to finish. */
+  readonly shutdownGraceMs: number
+  /** `STALLED_WRITE_TIMEOUT_MS`: a reply stream whose client reads nothing this long is ended. */
+  readonly stalledWriteTimeoutMs: number
   readonly coalesceEnabled: boolean
   /** `SSE_KEEPALIVE_MS`: how long a reply stream may stay silent before a `: keepalive` comment. */
   readonly sseKeepaliveMs: number
@@ -138,6 +156,32 @@ const providerConfig = (name: ProviderName) => {
   })
 }
 
+const logLevels: ReadonlyArray<LogLevel.LogLevel> = [
+  "All",
+  "Trace",
+  "Debug",
+  "Info",
+  "Warn",
+  "Error",
+  "Fatal",
+  "None",
+]
+
+/** `LOG_LEVEL` in any case (`info`, `WARN`, `Info`), as most tools spell levels. */
+const logLevel = Config.schema(
+  Schema.String.check(
+    Schema.makeFilter((text) =>
+      logLevels.some((level) => level.toLowerCase() === text.trim().toLowerCase())
+        ? undefined
+        : `expected one of ${logLevels.join(", ")} (any case)`,
+    ),
+  ),
+  "LOG_LEVEL",
+).pipe(
+  Config.map((text) => logLevels.find((level) => level.toLowerCase() === text.trim().toLowerCase())!),
+  Config.withDefault("Info" as const),
+)
+
 /**
  * `alias=provider/model,…` (whitespace around entries and names ignored, empty entries skipped):
  * the aliases, or what is wrong with the text.
@@ -194,9 +238,18 @@ export const appConfig = Config.all({
   databaseUrl: Config.option(Config.Redacted("DATABASE_URL")),
   databasePoolSize: positiveInt("DATABASE_POOL_SIZE", 10),
   dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./data")),
-  logLevel: Config.LogLevel("LOG_LEVEL").pipe(Config.withDefault("Info" as const)),
+  logLevel,
   maxBodyBytes: positiveInt("MAX_BODY_BYTES", 1024 * 1024),
   maxContentChars: positiveInt("MAX_CONTENT_CHARS", 200_000),
+  maxTitleChars: positiveInt("MAX_TITLE_CHARS", 1_000),
+  maxMessagesPerRequest: positiveInt("MAX_MESSAGES_PER_REQUEST", 1_000),
+  maxHeaderBytes: positiveInt("MAX_HEADER_BYTES", 16 * 1024),
+  generationMaxMs: positiveInt("GENERATION_MAX_MS", 10 * 60_000),
+  generationMaxBytes: positiveInt("GENERATION_MAX_BYTES", 4 * 1024 * 1024),
+  maxListenersPerGeneration: positiveInt("MAX_LISTENERS_PER_GENERATION", 1_000),
+  upstreamMaxPauseMs: positiveInt("UPSTREAM_MAX_PAUSE_MS", 60_000),
+  shutdownGraceMs: nonNegativeInt("SHUTDOWN_GRACE_MS", 10_000),
+  stalledWriteTimeoutMs: positiveInt("STALLED_WRITE_TIMEOUT_MS", 30_000),
   coalesceEnabled: flag("COALESCE_ENABLED", true),
   upstreamStream: Config.schema(UpstreamStreaming, "UPSTREAM_STREAM").pipe(
     Config.withDefault("threads" as const),

@@ -45,6 +45,17 @@ describe("configuration", () => {
     expect(empty.success.modelAliases.size).toBe(0)
   })
 
+  it.each([
+    ["info", "Info"],
+    ["WARN", "Warn"],
+    ["Debug", "Debug"],
+    [" error ", "Error"],
+  ])("reads LOG_LEVEL=%j in any case as %s", async (text, level) => {
+    const result = await load({ LOG_LEVEL: text })
+    if (result._tag !== "Success") throw new Error("expected success")
+    expect(result.success.logLevel).toBe(level)
+  })
+
   it("reads provider settings and strips a trailing slash from base URLs", async () => {
     const result = await load({
       OPENAI_BASE_URL: "http://127.0.0.1:9999/v1/",

@@ -77,6 +77,20 @@ export class ProviderNotConfigured extends Schema.TaggedError<ProviderNotConfigu
   readonly status = 503
 }
 
+/**
+ * The store did not answer (the database went away, a pool connection broke): nothing about the
+ * request was wrong, so the client may try again; the gateway reconnects by itself.
+ */
+export class StoreUnavailable extends Schema.TaggedError<StoreUnavailable>()(
+  "StoreUnavailable",
+  { message: Schema.String },
+  { httpApiStatus: 503 },
+) {
+  readonly code = "store_unavailable"
+  readonly status = 503
+  readonly retryable = true
+}
+
 /** Errors of the gateway's own making (the request was accepted but could not be stored, …). */
 export class Internal extends Schema.TaggedError<Internal>()(
   "Internal",
