@@ -18,10 +18,16 @@ export const embeddedLayer = (dataDir: string | undefined) =>
   MigrationsLayer.pipe(
     Layer.provideMerge(
       Layer.unwrap(
-        Effect.map(EmbeddedPostgres, ({ host, port }) =>
-          // One backend behind the socket: a second pooled connection would interleave its
-          // extended-protocol messages with the first's.
-          PgClient.layer({ host, port, username: "postgres", database: "postgres", maxConnections: 1 }),
+        Effect.map(EmbeddedPostgres, ({ connect }) =>
+          // One backend behind the channel: a second pooled connection would interleave its
+          // extended-protocol messages with the first's. No TLS: the bytes never leave the process.
+          PgClient.layer({
+            stream: connect,
+            ssl: false,
+            username: "postgres",
+            database: "postgres",
+            maxConnections: 1,
+          }),
         ),
       ),
     ),
