@@ -5,7 +5,7 @@ import { type MessageId, newMessageId, type OrgId, type RequestId, type ThreadId
 import { Message, type MessageStatus, type Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { tracedFn } from "../telemetry/spans.ts"
-import { type MessageRow, messageFromRow, toIso } from "./rows.ts"
+import { type MessageRow, messageFromRow, storableText, toIso } from "./rows.ts"
 
 export interface StartTurn {
   readonly org: OrgId
@@ -139,8 +139,8 @@ export class MessagesRepo extends Context.Service<
           const usage = outcome.usage === null ? null : JSON.stringify(outcome.usage)
           const rows = yield* sql<{ updated_at: Date | string }>`
           UPDATE messages
-          SET content = ${outcome.content}, status = ${outcome.status}, usage = ${usage}::jsonb,
-              finish_reason = ${outcome.finishReason}, error_code = ${outcome.errorCode}, updated_at = now()
+          SET content = ${storableText(outcome.content)}, status = ${outcome.status}, usage = ${usage}::jsonb,
+              finish_reason = ${outcome.finishReason === null ? null : storableText(outcome.finishReason)}, error_code = ${outcome.errorCode}, updated_at = now()
           WHERE id = ${message.message_id}
           RETURNING updated_at`
           return new Message(
