@@ -1,4 +1,5 @@
 import { Context, Effect, Layer, Schedule } from "effect"
+import type { StoreUnavailable } from "../domain/errors.ts"
 import { type RequestLogEntry, RequestLogRepo } from "../store/request-log-repo.ts"
 import { recordRequestMetrics } from "./metrics.ts"
 
@@ -19,7 +20,7 @@ export class RequestLog extends Context.Service<
     /** The newest `n` entries that pass `keep` (all by default), newest last. */
     readonly lastN: (n: number, keep?: (entry: RequestLogEntry) => boolean) => ReadonlyArray<RequestLogEntry>
     /** Writes what is pending now (also runs on a timer and at shutdown). */
-    readonly flush: Effect.Effect<void>
+    readonly flush: Effect.Effect<void, StoreUnavailable>
   }
 >()("dac/telemetry/RequestLog") {
   static readonly layer = Layer.effect(
