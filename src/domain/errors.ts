@@ -113,6 +113,17 @@ export class GenerationTooLarge extends Schema.TaggedError<GenerationTooLarge>()
   readonly retryable = false
 }
 
+/** The gateway is stopping (SIGTERM): the reply so far is stored; try again, on this or another one. */
+export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()(
+  "ShuttingDown",
+  { message: Schema.String },
+  { httpApiStatus: 503 },
+) {
+  readonly code = "shutting_down"
+  readonly status = 503
+  readonly retryable = true
+}
+
 /** A generation already feeds `MAX_LISTENERS_PER_GENERATION` streams. */
 export class TooManyListeners extends Schema.TaggedError<TooManyListeners>()(
   "TooManyListeners",

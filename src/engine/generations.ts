@@ -13,7 +13,7 @@ import {
   Stream,
 } from "effect"
 import { AppConfig } from "../config.ts"
-import { GenerationTimeout, GenerationTooLarge, StoreUnavailable } from "../domain/errors.ts"
+import { GenerationTimeout, GenerationTooLarge, ShuttingDown, StoreUnavailable } from "../domain/errors.ts"
 import {
   type GenerationId,
   newGenerationId,
@@ -108,7 +108,12 @@ export interface Timings {
  * Why a generation failed: its provider, one of its bounds, or the store that could not take its
  * reply (then the reply is not stored: it is written as failed once the store answers again).
  */
-export type GenerationError = ProviderError | GenerationTimeout | GenerationTooLarge | StoreUnavailable
+export type GenerationError =
+  | ProviderError
+  | GenerationTimeout
+  | GenerationTooLarge
+  | StoreUnavailable
+  | ShuttingDown
 
 /** How a generation ended; the assistant message is persisted in that state (or will be, see above). */
 export type GenerationOutcome = Timings &
@@ -213,6 +218,12 @@ export class Generations extends Context.Service<
     readonly byRequest: (requestId: RequestId) => Option.Option<Generation>
     /** Makes `requestId` another name for a generation it follows (coalesced followers). */
     readonly alias: (requestId: RequestId, generation: Generation) => void
+    /**
+     * Stops for a shutdown: every generation only streams listen to ends at once, one a request
+     * waits for may finish within `graceMs`; each is then stopped, its text stored as
+     * `interrupted` and its listeners told `shutting_down` (retryable). Done when all settled.
+     */
+    readonly drain: (graceMs: number) => Effect.Effect<void>
   }
 >()("dac/engine/Generations") {
   static readonly layer = Layer.effect(
@@ -376,7 +387,13 @@ export class Generations extends Context.Service<
           Effect.gen(function* () {
             const latencyMs = performance.now() - spec.startedAt
             const timings = { ttftMs, latencyMs, queueWaitMs }
-            const error = Exit.isSuccess(exit) ? undefined : failureOf(exit.cause, spec.adapter.name)
+            const error = Exit.isSuccess(exit)
+              ? undefined
+              : generation.stoppedForShutdown && Cause.hasInterruptsOnly(exit.cause)
+                ? new ShuttingDown({
+                    message: `the gateway is shutting down; reconnect with Last-Event-ID: ${generation.lastEventId()} to get the reply so far`,
+                  })
+                : failureOf(exit.cause, spec.adapter.name)
             if (error?._tag === "UpstreamError" && !Exit.isSuccess(exit) && Cause.hasDies(exit.cause)) {
               yield* Effect.logError("generation failed with a defect", exit.cause)
             }
@@ -390,7 +407,8 @@ export class Generations extends Context.Service<
                 }
               : {
                   content: parts.join(""),
-                  status: error ? "failed" : "cancelled",
+                  // A reply cut off by a shutdown is `interrupted`, as one a crash cut off.
+                  status: error?._tag === "ShuttingDown" ? "interrupted" : error ? "failed" : "cancelled",
                   usage,
                   finishReason: null,
                   errorCode: error?.code ?? null,
@@ -478,7 +496,26 @@ export class Generations extends Context.Service<
         }),
       )
 
+      const drain = Effect.fn("Generations.drain")(function* (graceMs: number) {
+        const live = [...running]
+        for (const generation of live) if (!generation.isAwaited()) generation.shutDown()
+        const settled = (generation: LiveGeneration) => Deferred.await(generation.outcome)
+        yield* Effect.forEach(live, settled, { concurrency: "unbounded", discard: true }).pipe(
+          Effect.timeoutOrElse({
+            duration: graceMs,
+            orElse: () =>
+              Effect.sync(() => {
+                for (const generation of running) generation.shutDown()
+              }),
+          }),
+        )
+        // Whatever is still running (started during the grace, or being stopped) settles now.
+        for (const generation of running) generation.shutDown()
+        yield* Effect.forEach([...running, ...live], settled, { concurrency: "unbounded", discard: true })
+      })
+
       return Generations.of({
+        drain,
         start,
         byRequest: (requestId) => Option.fromNullishOr(byRequestId.get(requestId)),
         alias: (requestId, generation) => {
@@ -510,6 +547,8 @@ class LiveGeneration implements Generation {
   readonly names: Array<RequestId>
   /** Whether `byRequest` finds it (until its retention is over). */
   findable = true
+  /** Stopped by a shutdown (`drain`), not by its requests: it ends as `shutting_down`. */
+  stoppedForShutdown = false
   /** The fiber calling upstream; dropped once it ended. */
   fiber: Fiber.Fiber<void, GenerationError> | undefined
   private readonly log = new FrameLog()
@@ -626,6 +665,23 @@ class LiveGeneration implements Generation {
 
   listenerCount() {
     return this.listeners.size
+  }
+
+  /** Whether a request waits for its whole reply (a shutdown gives those a grace to finish). */
+  isAwaited() {
+    return this.waiting.size > 0
+  }
+
+  /** The id of the last event emitted: where a client resumes from. */
+  lastEventId() {
+    return this.nextId - 1
+  }
+
+  /** Stops it for a shutdown (see `Generations.drain`). */
+  shutDown() {
+    if (this.ended || this.fiber === undefined) return
+    this.stoppedForShutdown = true
+    this.fiber.interruptUnsafe()
   }
 
   subscribe(requestId: RequestId, afterId: number, sink: FrameSink) {
