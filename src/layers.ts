@@ -5,6 +5,7 @@ import { Generations } from "./engine/generations.ts"
 import { Pacer } from "./engine/pacer.ts"
 import { Turns } from "./engine/turns.ts"
 import { HttpServerLive } from "./http/server.ts"
+import { GracefulShutdown } from "./http/shutdown.ts"
 import { Providers } from "./providers/providers.ts"
 import { MessagesRepo } from "./store/messages-repo.ts"
 import { RequestLogRepo } from "./store/request-log-repo.ts"
@@ -44,7 +45,8 @@ const LoggingLive = Layer.unwrap(
 
 /** The whole gateway for a given configuration layer: store, engine, HTTP server. */
 export const appLayer = (config: Layer.Layer<AppConfig, unknown>) =>
-  HttpServerLive.pipe(
+  GracefulShutdown.pipe(
+    Layer.provideMerge(HttpServerLive),
     Layer.provideMerge(Engine),
     Layer.provideMerge(OtelLive),
     Layer.provideMerge(LoggingLive),

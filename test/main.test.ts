@@ -5,6 +5,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { api } from "./support/gateway.ts"
+import { openStream } from "./support/sse-client.ts"
 
 const freePort = () =>
   new Promise<number>((resolve, reject) => {
@@ -24,9 +25,16 @@ afterAll(() => {
 })
 
 /** `npm start` as a user runs it: the real entry point, its own embedded store in DATA_DIR. */
-const startProcess = async (port: number) => {
+const startProcess = async (port: number, extra: Record<string, string> = {}) => {
   const { DATABASE_URL: _, ...inherited } = process.env
-  const env = { ...inherited, PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, LOG_LEVEL: "Warn" }
+  const env = {
+    ...inherited,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    DATA_DIR: dataDir,
+    LOG_LEVEL: "Warn",
+    ...extra,
+  }
   const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] })
   running.add(child)
   let output = ""
@@ -112,5 +120,52 @@ describe("the gateway process on its embedded store", () => {
       ],
     )
     await third.stop("SIGTERM")
+  }, 120_000)
+
+  it("on SIGTERM stops accepting, lets waiting replies finish, ends streams with shutting_down, stores the text so far and exits 0", async () => {
+    const port = await freePort()
+    const gateway = await startProcess(port, { SHUTDOWN_GRACE_MS: "1500", MOCK_TOKEN_INTERVAL_MS: "25" })
+    const threadId = (await gateway.client.post("/api/threads", {})).json.thread_id
+    const turn = (content: string, model: string) => ({ role: "user", content, provider: "mock", model })
+    const stream = openStream(`http://127.0.0.1:${port}/api/threads/${threadId}/messages/stream`, {
+      method: "POST",
+      headers: { "x-org-id": "org-main", "content-type": "application/json" },
+      body: JSON.stringify(turn("streamed", "never-ending")),
+    })
+    await stream.until((events) => events.filter((e) => e.event === "delta").length >= 3)
+    // One reply that finishes within the grace (40 tokens, 25 ms apart), one that never would.
+    const finishing = gateway.client.post(`/api/threads/${threadId}/messages`, {
+      ...turn("finishes", "faststream-ttft"),
+      max_tokens: 40,
+    })
+    const endless = gateway.client.post(`/api/threads/${threadId}/messages`, turn("waits", "never-ending"))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+
+    const code = gateway.stop("SIGTERM")
+    await stream.done
+    const last = stream.events.at(-1)!
+    expect(last.event).toBe("error")
+    expect(last.data).toMatchObject({ code: "shutting_down", retryable: true })
+    expect(last.data.message).toContain(`Last-Event-ID: ${stream.events.at(-2)!.id}`)
+    // No new connection is accepted once the stop began.
+    await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow()
+    const [finished, cut] = await Promise.all([finishing, endless])
+    expect(finished.status).toBe(200)
+    expect(finished.json.assistant_message.status).toBe("complete")
+    expect(cut.status).toBe(503)
+    expect(cut.json.error).toMatchObject({ code: "shutting_down", retryable: true })
+    expect(await code).toBe(0)
+
+    const again = await startProcess(port)
+    const stored = (await again.client.get(`/api/threads/${threadId}`)).json.messages as Array<{
+      role: string
+      content: string
+      status: string
+    }>
+    const replies = stored.filter((m) => m.role === "assistant")
+    // What the streaming client saw is what was stored.
+    expect(replies.find((m) => m.content === stream.text())?.status).toBe("interrupted")
+    expect(replies.map((m) => m.status).sort()).toEqual(["complete", "interrupted", "interrupted"])
+    await again.stop("SIGTERM")
   }, 120_000)
 })

@@ -91,6 +91,50 @@ export class StoreUnavailable extends Schema.TaggedError<StoreUnavailable>()(
   readonly retryable = true
 }
 
+/** A generation ran past `GENERATION_MAX_MS`: it is ended, its text so far kept. */
+export class GenerationTimeout extends Schema.TaggedError<GenerationTimeout>()(
+  "GenerationTimeout",
+  { message: Schema.String },
+  { httpApiStatus: 504 },
+) {
+  readonly code = "generation_timeout"
+  readonly status = 504
+  readonly retryable = false
+}
+
+/** A reply grew past `GENERATION_MAX_BYTES`: it is ended, its text so far kept. */
+export class GenerationTooLarge extends Schema.TaggedError<GenerationTooLarge>()(
+  "GenerationTooLarge",
+  { message: Schema.String },
+  { httpApiStatus: 502 },
+) {
+  readonly code = "generation_too_large"
+  readonly status = 502
+  readonly retryable = false
+}
+
+/** The gateway is stopping (SIGTERM): the reply so far is stored; try again, on this or another one. */
+export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()(
+  "ShuttingDown",
+  { message: Schema.String },
+  { httpApiStatus: 503 },
+) {
+  readonly code = "shutting_down"
+  readonly status = 503
+  readonly retryable = true
+}
+
+/** A generation already feeds `MAX_LISTENERS_PER_GENERATION` streams. */
+export class TooManyListeners extends Schema.TaggedError<TooManyListeners>()(
+  "TooManyListeners",
+  { message: Schema.String },
+  { httpApiStatus: 429 },
+) {
+  readonly code = "too_many_listeners"
+  readonly status = 429
+  readonly retryable = true
+}
+
 /** Errors of the gateway's own making (the request was accepted but could not be stored, …). */
 export class Internal extends Schema.TaggedError<Internal>()(
   "Internal",

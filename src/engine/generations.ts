@@ -1,5 +1,19 @@
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Stream } from "effect"
+import {
+  Cause,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Queue,
+  Schedule,
+  Schema,
+  Stream,
+} from "effect"
 import { AppConfig } from "../config.ts"
+import { GenerationTimeout, GenerationTooLarge, ShuttingDown, StoreUnavailable } from "../domain/errors.ts"
 import {
   type GenerationId,
   newGenerationId,
@@ -8,7 +22,7 @@ import {
   type RequestId,
   type ThreadId,
 } from "../domain/ids.ts"
-import type { ProviderError } from "../domain/provider-errors.ts"
+import { type ProviderError, UpstreamError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
@@ -16,6 +30,49 @@ import { tracedFn, withPerCallSpan } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
 import { type Frame, FrameLog, type FrameSink, frame, keepaliveFrame } from "./sse-frames.ts"
+
+/** Node's timers take at most 2^31-1 ms; a longer delay would fire at once. */
+const maxTimerMs = 2 ** 31 - 1
+
+const providerErrorTags = new Set([
+  "RateLimited",
+  "Unauthorized",
+  "BadRequest",
+  "Overloaded",
+  "UpstreamError",
+  "Timeout",
+  "NetworkError",
+  "StreamFailed",
+])
+const isProviderError = (error: GenerationError | undefined): error is ProviderError =>
+  error !== undefined && providerErrorTags.has(error._tag)
+
+/**
+ * What a generation failed with: its typed error, or for a defect an `upstream_error` (the cause is
+ * logged); undefined when it was interrupted (cancelled).
+ */
+const failureOf = (cause: Cause.Cause<GenerationError>, provider: string): GenerationError | undefined => {
+  const error = Cause.findErrorOption(cause).pipe(Option.getOrUndefined)
+  if (error !== undefined) return error
+  return Cause.hasDies(cause)
+    ? new UpstreamError({ provider, message: `the call to ${provider} failed` })
+    : undefined
+}
+
+/** A message as an outcome leaves it, without the store (which did not take it). */
+const withOutcome = (message: Message, outcome: FinishTurn): Message =>
+  new Message(
+    {
+      ...message,
+      content: outcome.content,
+      status: outcome.status,
+      usage: outcome.usage,
+      finish_reason: outcome.finishReason,
+      error_code: outcome.errorCode,
+      updated_at: new Date().toISOString(),
+    },
+    { disableChecks: true },
+  )
 
 /** The reply of a stateless completion, shaped like a stored one (it is never written). */
 const transientReply = (outcome: FinishTurn): Message => {
@@ -47,11 +104,22 @@ export interface Timings {
   readonly queueWaitMs: number
 }
 
-/** How a generation ended; the assistant message is already persisted in that state. */
+/**
+ * Why a generation failed: its provider, one of its bounds, or the store that could not take its
+ * reply (then the reply is not stored: it is written as failed once the store answers again).
+ */
+export type GenerationError =
+  | ProviderError
+  | GenerationTimeout
+  | GenerationTooLarge
+  | StoreUnavailable
+  | ShuttingDown
+
+/** How a generation ended; the assistant message is persisted in that state (or will be, see above). */
 export type GenerationOutcome = Timings &
   (
     | { readonly _tag: "Completed"; readonly message: Message; readonly usage: Usage | null }
-    | { readonly _tag: "Failed"; readonly message: Message; readonly error: ProviderError }
+    | { readonly _tag: "Failed"; readonly message: Message; readonly error: GenerationError }
     | { readonly _tag: "Cancelled"; readonly message: Message }
   )
 
@@ -84,6 +152,16 @@ export const firstGenerationFrameId = 2
 /** How long a finished generation stays joinable from memory (then it is read from the store). */
 export const finishedRetentionMs = 60_000
 
+/** The final write of a reply is tried this often, `finalWriteBackoffMs` apart and doubling, before its listeners are told. */
+const finalWriteAttempts = 3
+const finalWriteBackoffMs = 100
+
+/** After that, the reply is written as failed in the background, once a second for a minute at most. */
+const repairSchedule = { schedule: Schedule.spaced("1 second"), times: 60 }
+
+/** PostgreSQL's text cannot hold U+0000: a reply's is shown and stored as U+FFFD, the same for both. */
+const storableText = (text: string) => (text.includes("\u0000") ? text.replaceAll("\u0000", "\uFFFD") : text)
+
 /** How many frames one listener may have unsent before it counts as slow. */
 export const listenerBuffer = 4096
 
@@ -106,6 +184,8 @@ export interface Generation {
   readonly names: Array<RequestId>
   /** Whether a stream is open for this request right now. */
   readonly isListening: (requestId: RequestId) => boolean
+  /** How many streams it feeds now (`MAX_LISTENERS_PER_GENERATION` bounds it). */
+  readonly listenerCount: () => number
   /** Counts a request that waits for the outcome (a non-streaming turn). */
   readonly attach: (requestId: RequestId) => void
   /**
@@ -138,6 +218,12 @@ export class Generations extends Context.Service<
     readonly byRequest: (requestId: RequestId) => Option.Option<Generation>
     /** Makes `requestId` another name for a generation it follows (coalesced followers). */
     readonly alias: (requestId: RequestId, generation: Generation) => void
+    /**
+     * Stops for a shutdown: every generation only streams listen to ends at once, one a request
+     * waits for may finish within `graceMs`; each is then stopped, its text stored as
+     * `interrupted` and its listeners told `shutting_down` (retryable). Done when all settled.
+     */
+    readonly drain: (graceMs: number) => Effect.Effect<void>
   }
 >()("dac/engine/Generations") {
   static readonly layer = Layer.effect(
@@ -166,9 +252,31 @@ export class Generations extends Context.Service<
         }),
       )
 
-      // A stored turn's reply is written back; a stateless completion's exists only in memory.
+      // A stored turn's reply is written back; a stateless completion's exists only in memory. A
+      // failed write is tried again a few times; then (whatever failed, a defect too) it is left
+      // unwritten (undefined) and the generation still ends for every listener.
       const finish = (stored: Message | undefined, outcome: FinishTurn) =>
-        stored === undefined ? Effect.succeed(transientReply(outcome)) : messages.finishTurn(stored, outcome)
+        stored === undefined
+          ? Effect.succeed<Message | undefined>(transientReply(outcome))
+          : messages.finishTurn(stored, outcome).pipe(
+              Effect.retry({
+                schedule: Schedule.exponential(finalWriteBackoffMs),
+                times: finalWriteAttempts - 1,
+              }),
+              Effect.catchCause(() => Effect.succeed(undefined)),
+            )
+
+      /** Writes, in the background, a reply the store could not take: as failed, once it answers. */
+      const repair = (stored: Message, outcome: FinishTurn) =>
+        messages.finishTurn(stored, outcome).pipe(
+          Effect.retry(repairSchedule),
+          Effect.andThen(Effect.logInfo("stored a reply the store could not take at first")),
+          Effect.catchCause(() =>
+            Effect.logError("a reply could not be stored; the next start-up marks it interrupted"),
+          ),
+          Effect.annotateLogs({ message_id: stored.message_id }),
+          Effect.forkIn(scope),
+        )
 
       const forget = (generation: LiveGeneration) => {
         generation.findable = false
@@ -180,10 +288,16 @@ export class Generations extends Context.Service<
         // Joined once at the end: `+=` per token would keep a rope of one node per token alive with
         // the reply (it is retained for the coalescer's result TTL).
         const parts: Array<string> = []
+        let replyBytes = 0
         let ttftMs: number | null = null
         let queueWaitMs = 0
         let usage: Usage | null = null
         let finishReason: string | null = null
+        // Failed by either bound (time, size): the race below then interrupts the upstream call,
+        // which aborts its request; the text so far is kept.
+        const bound = Deferred.makeUnsafe<never, GenerationTimeout | GenerationTooLarge>()
+        const exceed = (error: GenerationTimeout | GenerationTooLarge) =>
+          Deferred.doneUnsafe(bound, Exit.fail(error))
 
         // Each event arrives synchronously from the adapter's I/O callback: no fiber hop per token.
         const upstream = spec.adapter
@@ -196,10 +310,22 @@ export class Generations extends Context.Service<
               case "RateLimitHint":
                 spec.ticket.pause(event.pauseMs)
                 break
-              case "TextDelta":
-                parts.push(event.text)
-                generation.emit("delta", { text: event.text })
+              case "TextDelta": {
+                if (Deferred.isDoneUnsafe(bound)) break
+                const text = storableText(event.text)
+                replyBytes += Buffer.byteLength(text)
+                if (replyBytes > config.generationMaxBytes) {
+                  exceed(
+                    new GenerationTooLarge({
+                      message: `the reply grew past ${config.generationMaxBytes} bytes (GENERATION_MAX_BYTES)`,
+                    }),
+                  )
+                  break
+                }
+                parts.push(text)
+                generation.emit("delta", { text })
                 break
+              }
               case "Finish":
                 finishReason = event.reason
                 usage = event.usage
@@ -217,7 +343,8 @@ export class Generations extends Context.Service<
               ),
             ),
           )
-        // Waits for the pacer, then calls upstream; the slot goes back however the call ends.
+        // Waits for the pacer, then calls upstream within the bounds; the slot goes back however the
+        // call ends.
         const genAi = {
           "gen_ai.operation.name": "chat",
           "gen_ai.provider.name": spec.adapter.name,
@@ -227,15 +354,24 @@ export class Generations extends Context.Service<
           spec.ticket.dispatched.pipe(withPerCallSpan("pacer.wait", genAi)),
           (waited) => {
             queueWaitMs = waited
-            return upstream.pipe(
-              Effect.onExit((exit) =>
-                Effect.sync(() =>
-                  spec.ticket.release(
-                    Exit.isFailure(exit)
-                      ? Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined)
-                      : undefined,
-                  ),
+            const timer = setTimeout(
+              () =>
+                exceed(
+                  new GenerationTimeout({
+                    message: `the reply took longer than ${config.generationMaxMs} ms (GENERATION_MAX_MS)`,
+                  }),
                 ),
+              Math.min(config.generationMaxMs, maxTimerMs),
+            )
+            return Effect.raceFirst(upstream, Deferred.await(bound)).pipe(
+              Effect.onExit((exit) =>
+                Effect.sync(() => {
+                  clearTimeout(timer)
+                  const error = Exit.isFailure(exit)
+                    ? Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined)
+                    : undefined
+                  spec.ticket.release(isProviderError(error) ? error : undefined)
+                }),
               ),
             )
           },
@@ -244,21 +380,68 @@ export class Generations extends Context.Service<
           withPerCallSpan("generation", { ...genAi, "dac.request_id": spec.requestId }),
         )
 
-        // Runs once however the generation ends (done, failed, interrupted), uninterruptibly, so the
-        // assistant message never stays `pending` while the process lives.
-        const settle = (exit: Exit.Exit<void, ProviderError>) =>
+        // Runs once however the generation ends (done, failed, interrupted, a defect), uninterruptibly:
+        // every listener gets exactly one terminal frame, and the assistant message never stays
+        // `pending` while the process lives and the store answers.
+        const settle = (exit: Exit.Exit<void, GenerationError>) =>
           Effect.gen(function* () {
             const latencyMs = performance.now() - spec.startedAt
+            const timings = { ttftMs, latencyMs, queueWaitMs }
+            const error = Exit.isSuccess(exit)
+              ? undefined
+              : generation.stoppedForShutdown && Cause.hasInterruptsOnly(exit.cause)
+                ? new ShuttingDown({
+                    message: `the gateway is shutting down; reconnect with Last-Event-ID: ${generation.lastEventId()} to get the reply so far`,
+                  })
+                : failureOf(exit.cause, spec.adapter.name)
+            if (error?._tag === "UpstreamError" && !Exit.isSuccess(exit) && Cause.hasDies(exit.cause)) {
+              yield* Effect.logError("generation failed with a defect", exit.cause)
+            }
+            const outcome: FinishTurn = Exit.isSuccess(exit)
+              ? {
+                  content: parts.join(""),
+                  status: "complete",
+                  usage,
+                  finishReason: finishReason ?? "stop",
+                  errorCode: null,
+                }
+              : {
+                  content: parts.join(""),
+                  // A reply cut off by a shutdown is `interrupted`, as one a crash cut off.
+                  status: error?._tag === "ShuttingDown" ? "interrupted" : error ? "failed" : "cancelled",
+                  usage,
+                  finishReason: null,
+                  errorCode: error?.code ?? null,
+                }
+            const message = yield* finish(spec.assistantMessage, outcome)
             let result: GenerationOutcome
-            if (Exit.isSuccess(exit)) {
-              const message = yield* finish(spec.assistantMessage, {
-                content: parts.join(""),
-                status: "complete",
-                usage,
-                finishReason: finishReason ?? "stop",
-                errorCode: null,
+            if (message === undefined) {
+              // The store did not take the reply: every listener learns it now (retryable), and the
+              // reply is written as failed, with its text, once the store answers again.
+              const failed: FinishTurn = {
+                ...outcome,
+                status: "failed",
+                finishReason: null,
+                errorCode: "store_unavailable",
+              }
+              yield* repair(spec.assistantMessage!, failed)
+              const storeError = new StoreUnavailable({
+                message: "the reply could not be stored: the store is unavailable; try again",
               })
-              result = { _tag: "Completed", message, ttftMs, latencyMs, queueWaitMs, usage }
+              result = {
+                _tag: "Failed",
+                message: withOutcome(spec.assistantMessage!, failed),
+                error: storeError,
+                ...timings,
+              }
+              yield* Effect.logWarning("reply not stored", { code: storeError.code })
+              generation.end(result, "error", {
+                code: storeError.code,
+                message: storeError.message,
+                retryable: true,
+              })
+            } else if (outcome.status === "complete") {
+              result = { _tag: "Completed", message, usage, ...timings }
               yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
               generation.end(result, "done", {
                 message_id: message.message_id,
@@ -267,31 +450,21 @@ export class Generations extends Context.Service<
                 latency_ms: latencyMs,
                 queue_wait_ms: queueWaitMs,
               })
-            } else {
-              const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
-              const message = yield* finish(spec.assistantMessage, {
-                content: parts.join(""),
-                status: error ? "failed" : "cancelled",
-                usage,
-                finishReason: null,
-                errorCode: error?.code ?? null,
+            } else if (error) {
+              yield* Effect.logWarning("upstream failed", {
+                provider: spec.adapter.name,
+                code: error.code,
+                error: error.message,
               })
-              if (error) {
-                yield* Effect.logWarning("upstream failed", {
-                  provider: spec.adapter.name,
-                  code: error.code,
-                  error: error.message,
-                })
-                result = { _tag: "Failed", message, error, ttftMs, latencyMs, queueWaitMs }
-                generation.end(result, "error", {
-                  code: error.code,
-                  message: error.message,
-                  retryable: error.retryable,
-                })
-              } else {
-                result = { _tag: "Cancelled", message, ttftMs, latencyMs, queueWaitMs }
-                generation.end(result, "cancelled", {})
-              }
+              result = { _tag: "Failed", message, error, ...timings }
+              generation.end(result, "error", {
+                code: error.code,
+                message: error.message,
+                retryable: error.retryable,
+              })
+            } else {
+              result = { _tag: "Cancelled", message, ...timings }
+              generation.end(result, "cancelled", {})
             }
             generation.settled()
             running.delete(generation)
@@ -323,7 +496,26 @@ export class Generations extends Context.Service<
         }),
       )
 
+      const drain = Effect.fn("Generations.drain")(function* (graceMs: number) {
+        const live = [...running]
+        for (const generation of live) if (!generation.isAwaited()) generation.shutDown()
+        const settled = (generation: LiveGeneration) => Deferred.await(generation.outcome)
+        yield* Effect.forEach(live, settled, { concurrency: "unbounded", discard: true }).pipe(
+          Effect.timeoutOrElse({
+            duration: graceMs,
+            orElse: () =>
+              Effect.sync(() => {
+                for (const generation of running) generation.shutDown()
+              }),
+          }),
+        )
+        // Whatever is still running (started during the grace, or being stopped) settles now.
+        for (const generation of running) generation.shutDown()
+        yield* Effect.forEach([...running, ...live], settled, { concurrency: "unbounded", discard: true })
+      })
+
       return Generations.of({
+        drain,
         start,
         byRequest: (requestId) => Option.fromNullishOr(byRequestId.get(requestId)),
         alias: (requestId, generation) => {
@@ -355,8 +547,10 @@ class LiveGeneration implements Generation {
   readonly names: Array<RequestId>
   /** Whether `byRequest` finds it (until its retention is over). */
   findable = true
+  /** Stopped by a shutdown (`drain`), not by its requests: it ends as `shutting_down`. */
+  stoppedForShutdown = false
   /** The fiber calling upstream; dropped once it ended. */
-  fiber: Fiber.Fiber<void, ProviderError> | undefined
+  fiber: Fiber.Fiber<void, GenerationError> | undefined
   private readonly log = new FrameLog()
   private nextId = firstGenerationFrameId
   /** How it ended, set as its terminal frame goes out: from then on it is ended. */
@@ -469,13 +663,36 @@ class LiveGeneration implements Generation {
     return this.listeners.has(requestId)
   }
 
+  listenerCount() {
+    return this.listeners.size
+  }
+
+  /** Whether a request waits for its whole reply (a shutdown gives those a grace to finish). */
+  isAwaited() {
+    return this.waiting.size > 0
+  }
+
+  /** The id of the last event emitted: where a client resumes from. */
+  lastEventId() {
+    return this.nextId - 1
+  }
+
+  /** Stops it for a shutdown (see `Generations.drain`). */
+  shutDown() {
+    if (this.ended || this.fiber === undefined) return
+    this.stoppedForShutdown = true
+    this.fiber.interruptUnsafe()
+  }
+
   subscribe(requestId: RequestId, afterId: number, sink: FrameSink) {
     // Replay and registration in one synchronous step: no emit can fall between them.
     if (!sink.replay(this.log.after(afterId))) sink.fellBehind(afterId)
     else if (this.ended) sink.end()
     else {
-      // A reconnect takes its request over from the hold: from now on its stream counts.
+      // A reconnect takes its request over from the hold, and a stream over from its request's wait
+      // (Turns.start counts every request as waiting): from now on its stream counts.
       this.reconnecting.delete(requestId)
+      this.waiting.delete(requestId)
       this.listeners.set(requestId, sink)
     }
   }

@@ -1,4 +1,4 @@
-import { Context, Deferred, Effect, Layer } from "effect"
+import { Context, Deferred, Effect, Exit, Layer } from "effect"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest, CoalesceRole } from "../domain/chat.ts"
 import { TurnResult } from "../domain/chat.ts"
@@ -8,12 +8,13 @@ import {
   type PacerQueueFull,
   type ProviderNotConfigured,
   RequestCancelled,
+  type StoreUnavailable,
   type ThreadNotFound,
+  TooManyListeners,
   type UnknownModel,
   type UnknownProvider,
 } from "../domain/errors.ts"
 import { newRequestId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
-import type { ProviderError } from "../domain/provider-errors.ts"
 import type { Message, Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { Providers } from "../providers/providers.ts"
@@ -22,8 +23,20 @@ import type { RequestLogEntry } from "../store/request-log-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
 import { tracedFn } from "../telemetry/spans.ts"
 import { Coalescer, coalesceKey, conversationKey, type LeaderTurn } from "./coalescer.ts"
-import { type Generation, type GenerationOutcome, type GenerationSpec, Generations } from "./generations.ts"
+import {
+  type Generation,
+  type GenerationError,
+  type GenerationOutcome,
+  type GenerationSpec,
+  Generations,
+} from "./generations.ts"
 import { Pacer } from "./pacer.ts"
+
+/** A generation already feeds as many streams as it may. */
+export const tooManyListeners = (max: number) =>
+  new TooManyListeners({
+    message: `this reply already feeds ${max} streams (MAX_LISTENERS_PER_GENERATION); try again later`,
+  })
 
 export interface TurnInput {
   readonly org: OrgId
@@ -51,8 +64,10 @@ export type StartError =
   | ThreadNotFound
   | IdempotencyConflict
   | PacerQueueFull
+  | StoreUnavailable
+  | TooManyListeners
 
-export type TurnError = StartError | RequestCancelled | ProviderError
+export type TurnError = StartError | RequestCancelled | GenerationError
 
 /** A turn that is under way: its messages are stored and its generation runs. */
 export interface StartedTurn {
@@ -253,34 +268,51 @@ export class Turns extends Context.Service<
             }
             yield* providers.resolve(body.provider, body.model)
             const turn = yield* Deferred.await(claim.lead.turn)
+            if (
+              input.mode === "stream" &&
+              turn.generation.listenerCount() >= config.maxListenersPerGeneration
+            ) {
+              return yield* tooManyListeners(config.maxListenersPerGeneration)
+            }
             generations.alias(requestId, turn.generation)
             const role = Deferred.isDoneUnsafe(turn.generation.outcome) ? "cache_hit" : "follower"
             return started(role, turn)
           }
-          // The key outlives the generation by the TTL that fits how it ended.
+          // The key outlives the generation by the TTL that fits how it ended. A leader that could
+          // not start (a typed error or a defect) frees the key at once and hands its followers the
+          // same answer. (It cannot be interrupted half way: see `start`.)
           const turn = yield* lead(input, requestId, startedAt, (outcome) =>
             coalescer.settle(key, outcome._tag),
           ).pipe(
-            Effect.tapError((error) => {
+            Effect.onExit((exit) => {
+              if (Exit.isSuccess(exit)) return Deferred.succeed(claim.lead.turn, exit.value)
               coalescer.abandon(key)
-              return Deferred.fail(claim.lead.turn, error)
-            }),
-            Effect.onInterrupt(() => {
-              coalescer.abandon(key)
-              return Deferred.interrupt(claim.lead.turn)
+              return Deferred.failCause(claim.lead.turn, exit.cause)
             }),
           )
-          yield* Deferred.succeed(claim.lead.turn, turn)
           return started(input.idempotencyKey !== undefined && !sharable ? "bypass" : "leader", turn)
         }),
       )
 
       // Every log line of the request, and of the generation it forks, names the request.
+      // Starting is not interrupted half way (a client hanging up while its turn is stored): the
+      // turn is stored and its generation started, or neither, and followers waiting on a leader
+      // always get its turn or its error. The request is then counted on its generation (it waits
+      // for it) before the interruption lands, which detaches it like any other hang-up.
       const start = (input: TurnInput) =>
-        Effect.suspend(() => {
+        Effect.uninterruptibleMask((restore) => {
           const requestId = newRequestId()
           const startedAt = performance.now()
           return startAs(input, requestId).pipe(
+            Effect.tap((turn) => {
+              turn.generation.attach(turn.requestId)
+              return restore(Effect.void).pipe(
+                Effect.onInterrupt(() => {
+                  turn.record("detached")
+                  return turn.generation.detach(turn.requestId)
+                }),
+              )
+            }),
             // A request the pacer turned away is a request too: it is logged as rejected.
             Effect.tapError((error) =>
               Effect.sync(() => {
@@ -303,7 +335,6 @@ export class Turns extends Context.Service<
       const complete = tracedFn("Turns.complete")(
         Effect.fnUntraced(function* (input: TurnInput) {
           const turn = yield* start(input)
-          turn.generation.attach(turn.requestId)
           const outcome = yield* Deferred.await(turn.generation.outcome).pipe(
             Effect.onInterrupt(() => {
               turn.record("detached")

@@ -49,7 +49,7 @@ export class ThreadsApi extends HttpApiGroup.make("threads")
       // The `Null` member makes an empty body acceptable: it creates an untitled thread.
       payload: [CreateThread, Schema.Null],
       success: Thread.pipe(HttpApiSchema.status(201)),
-      error: [BadRequestError, PayloadTooLargeError],
+      error: [BadRequestError, PayloadTooLargeError, UnavailableError],
     }),
     HttpApiEndpoint.get("listThreads", "/threads", {
       query: {
@@ -58,12 +58,12 @@ export class ThreadsApi extends HttpApiGroup.make("threads")
         ),
       },
       success: ThreadList,
-      error: BadRequestError,
+      error: [BadRequestError, UnavailableError],
     }),
     HttpApiEndpoint.get("getThread", "/threads/:thread_id", {
       params: threadParams,
       success: ThreadWithMessages,
-      error: [BadRequestError, NotFoundError],
+      error: [BadRequestError, NotFoundError, UnavailableError],
     }),
     // With `Accept: text/event-stream` this answers with the reply stream instead.
     HttpApiEndpoint.post("sendMessage", "/threads/:thread_id/messages", {
@@ -82,13 +82,13 @@ export class ThreadsApi extends HttpApiGroup.make("threads")
     HttpApiEndpoint.get("reattach", "/threads/:thread_id/stream/:request_id", {
       params: { thread_id: ThreadId, request_id: RequestId },
       success: EventStream,
-      error: [BadRequestError, NotFoundError],
+      error: [BadRequestError, NotFoundError, TooManyRequestsError, UnavailableError],
     }),
     HttpApiEndpoint.post("cancel", "/threads/cancel/:request_id", {
       params: { request_id: RequestId },
       query: { scope: Schema.optional(Schema.Literals(["request", "generation"])) },
       success: CancelResult,
-      error: [BadRequestError, NotFoundError],
+      error: [BadRequestError, NotFoundError, UnavailableError],
     }),
   )
   .middleware(OrgScope)

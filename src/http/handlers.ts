@@ -9,7 +9,7 @@ import { newRequestId, type OrgId, type ThreadId } from "../domain/ids.ts"
 import { ThreadWithMessages } from "../domain/thread.ts"
 import { Generations } from "../engine/generations.ts"
 import { Pacer } from "../engine/pacer.ts"
-import { type TurnInput, Turns } from "../engine/turns.ts"
+import { type TurnInput, Turns, tooManyListeners } from "../engine/turns.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import { describeStore } from "../store/sql.ts"
@@ -36,23 +36,24 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     const messages = yield* MessagesRepo
     const turns = yield* Turns
     const generations = yield* Generations
+    const maxListeners = (yield* AppConfig).maxListenersPerGeneration
 
     return handlers.handleAll({
       createThread: Effect.fn("http.createThread")(function* ({ payload }) {
         const org = yield* CurrentOrg
-        return yield* threads.create(org, payload?.title ?? null)
+        return yield* threads.create(org, payload?.title ?? null).pipe(Effect.mapError(toApiError))
       }),
       listThreads: Effect.fn("http.listThreads")(function* ({ query }) {
         const org = yield* CurrentOrg
-        return { threads: yield* threads.list(org, query.limit ?? 100) }
+        return { threads: yield* threads.list(org, query.limit ?? 100).pipe(Effect.mapError(toApiError)) }
       }),
       getThread: Effect.fn("http.getThread")(function* ({ params }) {
         const org = yield* CurrentOrg
-        const thread = yield* threads.find(org, params.thread_id)
+        const thread = yield* threads.find(org, params.thread_id).pipe(Effect.mapError(toApiError))
         if (Option.isNone(thread)) {
           return yield* toApiError(new ThreadNotFound({ message: `thread ${params.thread_id} not found` }))
         }
-        const list = yield* messages.listByThread(org, params.thread_id)
+        const list = yield* messages.listByThread(org, params.thread_id).pipe(Effect.mapError(toApiError))
         return new ThreadWithMessages({ ...thread.value, messages: list }, { disableChecks: true })
       }),
       sendMessage: Effect.fn("http.sendMessage")(function* ({ params, payload }) {
@@ -91,6 +92,8 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         )
         if (Option.isSome(live)) {
           const generation = live.value
+          if (generation.listenerCount() >= maxListeners)
+            return yield* toApiError(tooManyListeners(maxListeners))
           // A reconnect continues its request; a second viewer while it still listens is a new
           // request following the same generation (with its own id, to cancel on its own).
           const requestId = generation.isListening(params.request_id) ? newRequestId() : params.request_id
@@ -99,7 +102,9 @@ export const ThreadsHandlers = HttpApiBuilder.group(
             listenBody(requestId, generation, "follower", afterId, () => {}),
           ) as unknown as string
         }
-        const stored = yield* messages.findAssistantByRequest(org, params.request_id)
+        const stored = yield* messages
+          .findAssistantByRequest(org, params.request_id)
+          .pipe(Effect.mapError(toApiError))
         if (Option.isNone(stored) || stored.value.thread_id !== params.thread_id) {
           return yield* toApiError(new RequestNotFound({ message: `request ${params.request_id} not found` }))
         }
@@ -114,7 +119,9 @@ export const ThreadsHandlers = HttpApiBuilder.group(
           else yield* generation.cancelRequest(params.request_id)
           return { cancelled: true }
         }
-        const stored = yield* messages.findAssistantByRequest(org, params.request_id)
+        const stored = yield* messages
+          .findAssistantByRequest(org, params.request_id)
+          .pipe(Effect.mapError(toApiError))
         if (Option.isNone(stored)) {
           return yield* toApiError(new RequestNotFound({ message: `request ${params.request_id} not found` }))
         }

@@ -1,6 +1,6 @@
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { AppConfig } from "../config.ts"
@@ -28,14 +28,27 @@ export const RoutesLive = Layer.unwrap(
   ),
 )
 
+/** The Node server itself, for what Effect's HttpServer does not expose (stopping accepting). */
+export class NodeServer extends Context.Service<NodeServer, Server>()("dac/http/NodeServer") {
+  static readonly layer = Layer.sync(NodeServer, () => createServer())
+}
+
 /** The HTTP server on HOST:PORT (PORT=0 picks a free port: tests read it from HttpServer.address). */
 export const HttpServerLive = Layer.unwrap(
-  Effect.map(AppConfig, (config) =>
-    HttpRouter.serve(RoutesLive, { disableLogger: true }).pipe(
+  Effect.gen(function* () {
+    const config = yield* AppConfig
+    const server = yield* NodeServer
+    return HttpRouter.serve(RoutesLive, { disableLogger: true }).pipe(
       // A deep accept backlog: a burst of thousands of new connections must not be reset.
       Layer.provideMerge(
-        NodeHttpServer.layer(createServer, { port: config.port, host: config.host, backlog: 4096 }),
+        NodeHttpServer.layer(() => server, {
+          port: config.port,
+          host: config.host,
+          backlog: 4096,
+          // The shutdown (shutdown.ts) ends every reply first; what is left is idle connections.
+          gracefulShutdownTimeout: "1 second",
+        }),
       ),
-    ),
-  ),
-)
+    )
+  }),
+).pipe(Layer.provideMerge(NodeServer.layer))

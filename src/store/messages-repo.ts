@@ -1,11 +1,12 @@
 import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
-import { ThreadNotFound } from "../domain/errors.ts"
+import { type StoreUnavailable, ThreadNotFound } from "../domain/errors.ts"
 import { type MessageId, newMessageId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
 import { Message, type MessageStatus, type Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { tracedFn } from "../telemetry/spans.ts"
-import { type MessageRow, messageFromRow, storableText, toIso } from "./rows.ts"
+import { type MessageRow, messageFromRow, toIso } from "./rows.ts"
+import { orStoreUnavailable } from "./store-errors.ts"
 
 export interface StartTurn {
   readonly org: OrgId
@@ -39,15 +40,18 @@ const messageColumns = `id, thread_id, role, content, status, provider, model, u
 export class MessagesRepo extends Context.Service<
   MessagesRepo,
   {
-    readonly startTurn: (turn: StartTurn) => Effect.Effect<StartedTurn, ThreadNotFound>
-    readonly finishTurn: (message: Message, outcome: FinishTurn) => Effect.Effect<Message>
-    readonly listByThread: (org: OrgId, threadId: ThreadId) => Effect.Effect<ReadonlyArray<Message>>
+    readonly startTurn: (turn: StartTurn) => Effect.Effect<StartedTurn, ThreadNotFound | StoreUnavailable>
+    readonly finishTurn: (message: Message, outcome: FinishTurn) => Effect.Effect<Message, StoreUnavailable>
+    readonly listByThread: (
+      org: OrgId,
+      threadId: ThreadId,
+    ) => Effect.Effect<ReadonlyArray<Message>, StoreUnavailable>
     readonly findAssistantByRequest: (
       org: OrgId,
       requestId: RequestId,
-    ) => Effect.Effect<Option.Option<Message>>
+    ) => Effect.Effect<Option.Option<Message>, StoreUnavailable>
     /** Marks assistant messages a crash left `pending`/`streaming` as `interrupted`; returns how many. */
-    readonly sweepInterrupted: Effect.Effect<number>
+    readonly sweepInterrupted: Effect.Effect<number, StoreUnavailable>
   }
 >()("dac/store/MessagesRepo") {
   static readonly layer = Layer.effect(
@@ -58,17 +62,16 @@ export class MessagesRepo extends Context.Service<
       // One round trip: check the thread belongs to the org, read its history and insert both
       // messages. The history CTE sees the snapshot before the insert, so it never includes them.
       const startTurn = tracedFn("MessagesRepo.startTurn")(
-        Effect.fnUntraced(
-          function* (turn: StartTurn) {
-            const userId = newMessageId()
-            const assistantId = newMessageId()
-            const rows = yield* sql<{
-              kind: "history" | "inserted"
-              id: string | null
-              role: string
-              content: string
-              created_at: Date | string | null
-            }>`
+        Effect.fnUntraced(function* (turn: StartTurn) {
+          const userId = newMessageId()
+          const assistantId = newMessageId()
+          const rows = yield* sql<{
+            kind: "history" | "inserted"
+            id: string | null
+            role: string
+            content: string
+            created_at: Date | string | null
+          }>`
           WITH thread AS (
             SELECT id FROM threads WHERE id = ${turn.threadId} AND org_id = ${turn.org}
           ), history AS (
@@ -89,49 +92,42 @@ export class MessagesRepo extends Context.Service<
           FROM (SELECT role, content FROM history ORDER BY seq) h
           UNION ALL
           SELECT 'inserted', id, '', '', created_at FROM inserted`
-            const inserted = rows.filter((row) => row.kind === "inserted")
-            if (inserted.length === 0) {
-              return yield* new ThreadNotFound({ message: `thread ${turn.threadId} not found` })
-            }
-            const createdAt = toIso(inserted[0]!.created_at!)
-            const make = (
-              id: MessageId,
-              role: "user" | "assistant",
-              content: string,
-              status: MessageStatus,
-            ) =>
-              new Message(
-                {
-                  message_id: id,
-                  thread_id: turn.threadId,
-                  role,
-                  content,
-                  status,
-                  provider: turn.provider,
-                  model: turn.model,
-                  usage: null,
-                  finish_reason: null,
-                  error_code: null,
-                  request_id: turn.requestId,
-                  created_at: createdAt,
-                  updated_at: createdAt,
-                },
-                { disableChecks: true },
-              )
-            const history: Array<ChatMessage> = []
-            for (const row of rows) {
-              if (row.kind === "history")
-                history.push({ role: row.role as ChatMessage["role"], content: row.content })
-            }
-            history.push({ role: "user", content: turn.content })
-            return {
-              userMessage: make(userId, "user", turn.content, "complete"),
-              assistantMessage: make(assistantId, "assistant", "", "pending"),
-              history,
-            }
-          },
-          Effect.catchTag("SqlError", Effect.die),
-        ),
+          const inserted = rows.filter((row) => row.kind === "inserted")
+          if (inserted.length === 0) {
+            return yield* new ThreadNotFound({ message: `thread ${turn.threadId} not found` })
+          }
+          const createdAt = toIso(inserted[0]!.created_at!)
+          const make = (id: MessageId, role: "user" | "assistant", content: string, status: MessageStatus) =>
+            new Message(
+              {
+                message_id: id,
+                thread_id: turn.threadId,
+                role,
+                content,
+                status,
+                provider: turn.provider,
+                model: turn.model,
+                usage: null,
+                finish_reason: null,
+                error_code: null,
+                request_id: turn.requestId,
+                created_at: createdAt,
+                updated_at: createdAt,
+              },
+              { disableChecks: true },
+            )
+          const history: Array<ChatMessage> = []
+          for (const row of rows) {
+            if (row.kind === "history")
+              history.push({ role: row.role as ChatMessage["role"], content: row.content })
+          }
+          history.push({ role: "user", content: turn.content })
+          return {
+            userMessage: make(userId, "user", turn.content, "complete"),
+            assistantMessage: make(assistantId, "assistant", "", "pending"),
+            history,
+          }
+        }, orStoreUnavailable("MessagesRepo.startTurn")),
       )
 
       const finishTurn = tracedFn("MessagesRepo.finishTurn")(
@@ -139,8 +135,8 @@ export class MessagesRepo extends Context.Service<
           const usage = outcome.usage === null ? null : JSON.stringify(outcome.usage)
           const rows = yield* sql<{ updated_at: Date | string }>`
           UPDATE messages
-          SET content = ${storableText(outcome.content)}, status = ${outcome.status}, usage = ${usage}::jsonb,
-              finish_reason = ${outcome.finishReason === null ? null : storableText(outcome.finishReason)}, error_code = ${outcome.errorCode}, updated_at = now()
+          SET content = ${outcome.content}, status = ${outcome.status}, usage = ${usage}::jsonb,
+              finish_reason = ${outcome.finishReason}, error_code = ${outcome.errorCode}, updated_at = now()
           WHERE id = ${message.message_id}
           RETURNING updated_at`
           return new Message(
@@ -155,7 +151,7 @@ export class MessagesRepo extends Context.Service<
             },
             { disableChecks: true },
           )
-        }, Effect.orDie),
+        }, orStoreUnavailable("MessagesRepo.finishTurn")),
       )
 
       const listByThread = Effect.fn("MessagesRepo.listByThread")(function* (org: OrgId, threadId: ThreadId) {
@@ -163,7 +159,7 @@ export class MessagesRepo extends Context.Service<
           SELECT ${sql.literal(messageColumns)} FROM messages
           WHERE thread_id = ${threadId} AND org_id = ${org} ORDER BY seq`
         return rows.map(messageFromRow)
-      }, Effect.orDie)
+      }, orStoreUnavailable("MessagesRepo.listByThread"))
 
       const findAssistantByRequest = Effect.fn("MessagesRepo.findAssistantByRequest")(function* (
         org: OrgId,
@@ -173,13 +169,13 @@ export class MessagesRepo extends Context.Service<
           SELECT ${sql.literal(messageColumns)} FROM messages
           WHERE request_id = ${requestId} AND org_id = ${org} AND role = 'assistant'`
         return Option.map(Option.fromNullishOr(rows[0]), messageFromRow)
-      }, Effect.orDie)
+      }, orStoreUnavailable("MessagesRepo.findAssistantByRequest"))
 
       const sweepInterrupted = sql<{ id: string }>`
         UPDATE messages SET status = 'interrupted', updated_at = now()
         WHERE status IN ('pending', 'streaming') RETURNING id`.pipe(
         Effect.map((rows) => rows.length),
-        Effect.orDie,
+        orStoreUnavailable("MessagesRepo.sweepInterrupted"),
         Effect.withSpan("MessagesRepo.sweepInterrupted"),
       )
 

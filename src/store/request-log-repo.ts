@@ -1,5 +1,7 @@
 import { Array as Arr, Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import type { StoreUnavailable } from "../domain/errors.ts"
+import { orStoreUnavailable } from "./store-errors.ts"
 
 /** One finished request, as the request log keeps it. */
 export interface RequestLogEntry {
@@ -43,8 +45,8 @@ interface RequestLogRow extends RequestLogEntry {
 export class RequestLogRepo extends Context.Service<
   RequestLogRepo,
   {
-    readonly insertMany: (entries: ReadonlyArray<RequestLogEntry>) => Effect.Effect<void>
-    readonly recent: (limit: number) => Effect.Effect<ReadonlyArray<RequestLogRow>>
+    readonly insertMany: (entries: ReadonlyArray<RequestLogEntry>) => Effect.Effect<void, StoreUnavailable>
+    readonly recent: (limit: number) => Effect.Effect<ReadonlyArray<RequestLogRow>, StoreUnavailable>
   }
 >()("dac/store/RequestLogRepo") {
   static readonly layer = Layer.effect(
@@ -62,11 +64,11 @@ export class RequestLogRepo extends Context.Service<
           INSERT INTO request_log (${sql.unsafe(columns)})
           SELECT ${sql.unsafe(columns)} FROM json_populate_recordset(NULL::request_log, ${JSON.stringify(entries)}::json)
           ON CONFLICT DO NOTHING`
-      }, Effect.orDie)
+      }, orStoreUnavailable("RequestLogRepo.insertMany"))
 
       const recent = Effect.fn("RequestLogRepo.recent")(function* (limit: number) {
         return yield* sql<RequestLogRow>`SELECT * FROM request_log ORDER BY created_at DESC LIMIT ${limit}`
-      }, Effect.orDie)
+      }, orStoreUnavailable("RequestLogRepo.recent"))
 
       return RequestLogRepo.of({ insertMany, recent })
     }),

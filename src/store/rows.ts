@@ -56,11 +56,3 @@ export const messageFromRow = (row: MessageRow): Message =>
     },
     { disableChecks: true },
   )
-
-/**
- * PostgreSQL's `text` cannot hold U+0000 (the statement fails, and would on every retry), yet a
- * provider's reply may carry one. It is stored as U+FFFD, the character for "could not be kept";
- * the client already received the original in its stream.
- */
-export const storableText = (text: string): string =>
-  text.includes("\u0000") ? text.replaceAll("\u0000", "\uFFFD") : text
