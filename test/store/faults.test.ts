@@ -189,21 +189,30 @@ describe.skipIf(!onPostgres)("the database cut away (PostgreSQL behind a TCP pro
     const requestLog = Context.get(gateway.context as Context.Context<RequestLog>, RequestLog)
     await Effect.runPromise(requestLog.flush)
     const ids: Array<string> = []
+    const complete = async (content: string) => {
+      const completion = await api(gateway.baseUrl, org).post("/v1/chat/completions", {
+        model: "mock/faststream-ttft",
+        messages: [{ role: "user", content }],
+      })
+      expect(completion.status).toBe(200)
+      ids.push(String(completion.json.id).replace(/^chatcmpl-/, ""))
+    }
+    for (let i = 0; i < 5; i++) await complete(`before the outage ${i}`)
+    // The cut lands while a flush of those rows is on its way to the database.
+    const inFlight = Effect.runPromise(requestLog.flush)
+    await sleep(0)
     proxy.cut()
+    await inFlight
     try {
       // Stateless completions touch no table but the request log: they still answer.
       for (let i = 0; i < 5; i++) {
-        const completion = await api(gateway.baseUrl, org).post("/v1/chat/completions", {
-          model: "mock/faststream-ttft",
-          messages: [{ role: "user", content: `during the outage ${i}` }],
-        })
-        expect(completion.status).toBe(200)
-        ids.push(String(completion.json.id).replace(/^chatcmpl-/, ""))
+        await complete(`during the outage ${i}`)
       }
       // Flushes meet the cut database (the timer's, and this one): nothing crashes, the rows wait.
       await Effect.runPromise(requestLog.flush)
       await sleep(600)
       expect(requestLog.backlog()).toBeGreaterThanOrEqual(5)
+      expect((await fetch(`${gateway.baseUrl}/health`)).status).toBe(200)
     } finally {
       proxy.restore()
     }
@@ -216,6 +225,28 @@ describe.skipIf(!onPostgres)("the database cut away (PostgreSQL behind a TCP pro
       ),
     )
     expect(stored.map((row) => row.request_id).sort()).toEqual([...ids].sort())
+  })
+
+  // Waits for the engine fix: no store call has a deadline yet. Measured: with the database stalled
+  // (connections open, nothing answered) a turn waited 30 s and more (until the client gave up; it
+  // completed once the database answered again), `/ready` answered 503 after 5 s.
+  describe.skip("waits for the engine fix: a database that hangs", () => {
+    it("a turn while the database hangs answers 503 store_unavailable in bounded time, then recovers", async () => {
+      const org = "org-faults-stall"
+      const threadId = await newThread(org)
+      proxy.stall()
+      try {
+        const answered = await Promise.race([
+          send(org, threadId, "while stalled"),
+          sleep(20_000).then(() => undefined),
+        ])
+        expect(answered?.status).toBe(503)
+        expect(answered?.json.error).toMatchObject({ code: "store_unavailable", retryable: true })
+      } finally {
+        proxy.restore()
+      }
+      await expectRecovered(org, threadId)
+    })
   })
 
   // Before the engine's fix (main e768c8a) the turn's start answered 500 internal_error (the stream

@@ -3,7 +3,9 @@ import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 /**
  * A TCP proxy for fault tests: listens on 127.0.0.1 (random port) and forwards every connection to
  * `target`. `cut()` destroys every connection and resets each new one at once (the listener stays,
- * so the port is not lost to another process meanwhile); `restore()` forwards again.
+ * so the port is not lost to another process meanwhile); `stall()` keeps every connection open but
+ * forwards nothing, new ones included (a database that hangs, or a network that drops packets);
+ * `restore()` forwards again (after a stall, what was held back flows on).
  */
 export interface TcpProxy {
   readonly port: number
@@ -15,6 +17,7 @@ export interface TcpProxy {
   readonly open: number
   readonly isCut: boolean
   readonly cut: () => void
+  readonly stall: () => void
   readonly restore: () => void
   readonly close: () => Promise<void>
 }
@@ -22,6 +25,7 @@ export interface TcpProxy {
 export const startTcpProxy = async (target: { readonly host: string; readonly port: number }) => {
   const pairs = new Set<readonly [Socket, Socket]>()
   let cut = false
+  let stalled = false
   let accepted = 0
   let refused = 0
 
@@ -42,9 +46,18 @@ export const startTcpProxy = async (target: { readonly host: string; readonly po
     }
     client.on("error", end).on("close", end)
     upstream.on("error", end).on("close", end)
+    if (!stalled) forward(pair)
+  })
+  const forward = ([client, upstream]: readonly [Socket, Socket]) => {
     client.pipe(upstream)
     upstream.pipe(client)
-  })
+  }
+  const hold = ([client, upstream]: readonly [Socket, Socket]) => {
+    client.unpipe(upstream)
+    upstream.unpipe(client)
+    client.pause()
+    upstream.pause()
+  }
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject)
     server.listen(0, "127.0.0.1", () => resolve())
@@ -66,6 +79,7 @@ export const startTcpProxy = async (target: { readonly host: string; readonly po
     },
     cut: () => {
       cut = true
+      stalled = false
       // A reset, not a polite FIN: what a client sees when the database host or the network goes.
       for (const [client, upstream] of [...pairs]) {
         client.resetAndDestroy()
@@ -73,8 +87,16 @@ export const startTcpProxy = async (target: { readonly host: string; readonly po
       }
       pairs.clear()
     },
+    stall: () => {
+      if (stalled) return
+      stalled = true
+      for (const pair of pairs) hold(pair)
+    },
     restore: () => {
       cut = false
+      if (!stalled) return
+      stalled = false
+      for (const pair of pairs) forward(pair)
     },
     close: () =>
       new Promise<void>((resolve) => {
