@@ -28,7 +28,9 @@ export const GracefulShutdown = Layer.effectDiscard(
         yield* generations.drain(config.shutdownGraceMs)
         // The last terminal frames and waiting replies are on their way; idle sockets close as they go.
         const idle = setInterval(() => server.closeIdleConnections(), 50)
-        yield* Fiber.await(stopped).pipe(Effect.timeoutOrElse({ duration: lastWritesMs, orElse: () => Effect.void }))
+        yield* Fiber.await(stopped).pipe(
+          Effect.timeoutOrElse({ duration: lastWritesMs, orElse: () => Effect.void }),
+        )
         clearInterval(idle)
         server.closeAllConnections()
         yield* Effect.logInfo("stopped")
