@@ -230,7 +230,7 @@ describe.skipIf(!onPostgres)("the database cut away (PostgreSQL behind a TCP pro
   // Waits for the engine fix: no store call has a deadline yet. Measured: with the database stalled
   // (connections open, nothing answered) a turn waited 30 s and more (until the client gave up; it
   // completed once the database answered again), `/ready` answered 503 after 5 s.
-  describe.skip("waits for the engine fix: a database that hangs", () => {
+  describe("a database that hangs", () => {
     it("a turn while the database hangs answers 503 store_unavailable in bounded time, then recovers", async () => {
       const org = "org-faults-stall"
       const threadId = await newThread(org)
