@@ -5,6 +5,7 @@ import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { AppConfig } from "../config.ts"
 import { Api } from "./api.ts"
+import { onClientError } from "./client-error.ts"
 import { MetricsHandlers, SystemHandlers, ThreadsHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
 import { OpenAiRoute } from "./openai.ts"
@@ -34,7 +35,15 @@ export const HttpServerLive = Layer.unwrap(
     HttpRouter.serve(RoutesLive, { disableLogger: true }).pipe(
       // A deep accept backlog: a burst of thousands of new connections must not be reset.
       Layer.provideMerge(
-        NodeHttpServer.layer(createServer, { port: config.port, host: config.host, backlog: 4096 }),
+        NodeHttpServer.layer(
+          () => {
+            // MAX_HEADER_BYTES bounds the request line and headers; more is a 431 with a JSON body.
+            const server = createServer({ maxHeaderSize: config.maxHeaderBytes })
+            server.on("clientError", onClientError(config.maxHeaderBytes))
+            return server
+          },
+          { port: config.port, host: config.host, backlog: 4096 },
+        ),
       ),
     ),
   ),
