@@ -7,9 +7,15 @@ import type { Duplex } from "node:stream"
  * (DAC's `code` and `message`, OpenAI's `type` and `param`) so either kind of client can read it.
  */
 export const onClientError = (maxHeaderBytes: number) => (error: NodeJS.ErrnoException, socket: Duplex) => {
-  // Node's own rule: answer only a socket that can still carry a whole response of its own.
-  const current = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage
-  if (error.code === "ECONNRESET" || !socket.writable || current?.headersSent === true) {
+  // A request on this connection is still being answered (the bad bytes came pipelined after
+  // it): let that answer finish rather than write a second reply into or before it, then close.
+  // `_httpMessage` is Node's own link from the socket to its current response.
+  const current = (socket as Duplex & { _httpMessage?: NodeJS.EventEmitter })._httpMessage
+  if (current !== undefined && current !== null) {
+    current.once("close", () => socket.destroy())
+    return
+  }
+  if (error.code === "ECONNRESET" || !socket.writable) {
     socket.destroy()
     return
   }

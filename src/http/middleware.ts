@@ -58,8 +58,9 @@ const readJsonBody = Effect.gen(function* () {
   return yield* Effect.try(() => JSON.parse(text) as unknown)
 }).pipe(Effect.orElseSucceed(() => undefined))
 
+/** `application/json` (any case, with parameters): the one type HttpApi decodes a payload from. */
 const isJson = (contentType: string | undefined) =>
-  contentType !== undefined && /^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)
+  contentType !== undefined && /^\s*application\/json\s*(;|$)/i.test(contentType)
 
 /**
  * Turns what HttpApi would answer with an empty body (schema failures, oversized bodies, unknown
