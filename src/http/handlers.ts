@@ -1,4 +1,4 @@
-import { Effect, Option } from "effect"
+import { Effect, Option, Predicate } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { SqlClient } from "effect/sql"
@@ -186,6 +186,16 @@ export const MetricsHandlers = HttpApiBuilder.group(
   }),
 )
 
+/** An error and its causes, down to the socket's own words (`connect ECONNREFUSED …`), for the log. */
+const causeChain = (error: unknown): string => {
+  const parts: Array<string> = []
+  for (let at: unknown = error; at !== undefined && parts.length < 5; ) {
+    parts.push(String(at))
+    at = Predicate.hasProperty(at, "cause") ? at.cause : undefined
+  }
+  return parts.join(" ← ")
+}
+
 /** A store that does not answer `SELECT 1` this soon is not ready: a probe must get an answer. */
 const readyTimeoutMs = 2_000
 
@@ -210,7 +220,7 @@ export const SystemHandlers = HttpApiBuilder.group(
           })),
           // The driver's words name hosts and ports: the log gets them, the answer does not.
           Effect.catch((error) =>
-            Effect.logWarning("store not ready", { error: String(error) }).pipe(
+            Effect.logWarning("store not ready", { error: causeChain(error) }).pipe(
               Effect.andThen(
                 Effect.fail(
                   new NotReady({

@@ -1,7 +1,7 @@
 import { request as httpRequest } from "node:http"
-import { connect, createServer } from "node:net"
+import { connect, createServer, type Socket } from "node:net"
 import { Schema } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { ChatRequest } from "../../src/domain/chat.ts"
 import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
 
@@ -307,5 +307,49 @@ describe("no internals leak", () => {
     expect(ready.json.providers).toContainEqual({ name: "mock", configured: true })
     expect(Array.isArray(ready.json.pacer)).toBe(true)
     expect(ready.text).not.toMatch(/postgres|embedded|127\.0\.0\.1|5432/)
+  })
+})
+
+describe("/ready when the store is gone", () => {
+  it("answers 503 store unavailable at once, naming no host, port or driver", async () => {
+    const target = new URL(inject("databaseUrl"))
+    // The gateway reaches the suite's database through this proxy; closing it takes the store away.
+    const sockets = new Set<Socket>()
+    const proxy = createServer((client) => {
+      const upstream = connect(Number(target.port), target.hostname)
+      for (const s of [client, upstream]) {
+        sockets.add(s)
+        s.on("error", () => {})
+        s.on("close", () => sockets.delete(s))
+      }
+      client.pipe(upstream).pipe(client)
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve))
+    const proxyPort = (proxy.address() as { port: number }).port
+    const proxied = new URL(target)
+    proxied.host = `127.0.0.1:${proxyPort}`
+    const own = await startGateway({ DATABASE_URL: proxied.toString() })
+    try {
+      expect((await api(own.baseUrl, org).get("/ready")).json.store).toBe("ok")
+      await new Promise<void>((resolve) => {
+        proxy.close(() => resolve())
+        for (const s of sockets) s.destroy()
+      })
+      const started = performance.now()
+      const ready = await api(own.baseUrl, org).get("/ready")
+      expect(performance.now() - started).toBeLessThan(5_000)
+      expect(ready.status).toBe(503)
+      expect(ready.json).toMatchObject({
+        status: "unavailable",
+        store: "unavailable",
+        error: { code: "store_unavailable" },
+      })
+      expect(ready.json.providers).toContainEqual({ name: "mock", configured: true })
+      expect(Array.isArray(ready.json.pacer)).toBe(true)
+      expect(ready.text).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|postgres|pglite|connect/i)
+      expect(ready.text).not.toContain(String(proxyPort))
+    } finally {
+      await own.close()
+    }
   })
 })
