@@ -1,10 +1,12 @@
 import { Schema } from "effect"
 import { RequestId } from "./ids.ts"
+import { modelNameChecks, providerNameChecks, storableText } from "./text.ts"
 import { Message, Usage } from "./thread.ts"
 
 /** A sequence at which a reply stops. */
 export const StopSequence = Schema.String.check(
   Schema.isNonEmpty({ message: "a stop sequence must not be empty" }),
+  storableText,
 )
 
 /** Up to 4 of them: OpenAI's limit, the smallest of the providers'. */
@@ -15,9 +17,12 @@ export const StopSequences = Schema.Array(StopSequence).check(
 /** The turn a client posts. Only `user` turns are accepted: the assistant side is the gateway's to write. */
 export const ChatRequest = Schema.Struct({
   role: Schema.Literal("user"),
-  content: Schema.String.check(Schema.isNonEmpty({ message: "content must not be empty" })),
-  provider: Schema.String.check(Schema.isNonEmpty({ message: "provider must not be empty" })),
-  model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" })),
+  content: Schema.String.check(Schema.isNonEmpty({ message: "content must not be empty" }), storableText),
+  provider: Schema.String.check(
+    Schema.isNonEmpty({ message: "provider must not be empty" }),
+    ...providerNameChecks,
+  ),
+  model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" }), ...modelNameChecks),
   temperature: Schema.optional(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 2 }))),
   max_tokens: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000_000 }))),
   top_p: Schema.optional(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),

@@ -22,6 +22,18 @@ export const OrgId = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9._:@-]{1,1
 export type OrgId = typeof OrgId.Type
 
 /**
+ * A client's `Idempotency-Key`: up to 255 characters of printable ASCII (an empty one counts as
+ * none). It becomes part of a coalescing key and of log lines, so it is bounded like the org;
+ * anything else is refused (400), never trimmed or re-encoded into a key the client did not send.
+ */
+export const maxIdempotencyKeyChars = 255
+export const IdempotencyKey = Schema.String.check(
+  Schema.isPattern(/^[\x20-\x7E]{0,255}$/, {
+    message: `must be at most ${maxIdempotencyKeyChars} characters of printable ASCII`,
+  }),
+)
+
+/**
  * A random UUID as one flat string. `crypto.randomUUID()` concatenates its text, a rope of about
  * twenty string nodes (some 470 bytes instead of 50) that lives as long as the id: request, message
  * and generation ids outlive their turn in the coalescer. `toLowerCase` flattens it and changes

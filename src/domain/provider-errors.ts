@@ -9,6 +9,11 @@ const fields = {
   provider: Schema.String,
   message: Schema.String,
   retryAfterMs: Schema.optional(Schema.Number),
+  /**
+   * What only the logs may see (a socket error's text: addresses, ports). `message` is what the
+   * client is told; no HTTP body or stream event ever carries `detail`.
+   */
+  detail: Schema.optional(Schema.String),
 }
 
 export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", fields, {

@@ -455,6 +455,8 @@ export class Generations extends Context.Service<
                 provider: spec.adapter.name,
                 code: error.code,
                 error: error.message,
+                // The transport's own words (addresses, ports): for the log only, never the client.
+                ...("detail" in error && error.detail !== undefined ? { detail: error.detail } : {}),
               })
               result = { _tag: "Failed", message, error, ...timings }
               generation.end(result, "error", {

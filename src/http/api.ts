@@ -1,12 +1,14 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import { ChatRequest, TurnResult } from "../domain/chat.ts"
-import { RequestId, ThreadId } from "../domain/ids.ts"
+import { IdempotencyKey, RequestId, ThreadId } from "../domain/ids.ts"
+import { storableText } from "../domain/text.ts"
 import { Thread, ThreadWithMessages } from "../domain/thread.ts"
 import {
   BadGatewayError,
   BadRequestError,
   ConflictError,
+  ErrorDetail,
   GatewayTimeoutError,
   InternalError,
   NotFoundError,
@@ -16,13 +18,20 @@ import {
 } from "./errors.ts"
 import { OrgScope } from "./org.ts"
 
+/** Its length is bounded by `MAX_TITLE_CHARS`, which the handler checks (configuration is not static). */
 export const CreateThread = Schema.Struct({
-  title: Schema.optional(Schema.NullOr(Schema.String.check(Schema.isMaxLength(500)))),
+  title: Schema.optional(Schema.NullOr(Schema.String.check(storableText))),
 })
 
 export const ThreadList = Schema.Struct({ threads: Schema.Array(Thread) })
 
 const threadParams = { thread_id: ThreadId }
+
+/** The headers a turn reads; `x-org-id` is the OrgScope middleware's. */
+const turnHeaders = {
+  "idempotency-key": Schema.optional(IdempotencyKey),
+  "x-dac-coalesce": Schema.optional(Schema.String),
+}
 
 /** A reply stream: `text/event-stream` events as described in the README. */
 export const EventStream = Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/event-stream" }))
@@ -68,12 +77,14 @@ export class ThreadsApi extends HttpApiGroup.make("threads")
     // With `Accept: text/event-stream` this answers with the reply stream instead.
     HttpApiEndpoint.post("sendMessage", "/threads/:thread_id/messages", {
       params: threadParams,
+      headers: turnHeaders,
       payload: ChatRequest,
       success: [TurnResult, EventStream],
       error: turnErrors,
     }),
     HttpApiEndpoint.post("streamMessage", "/threads/:thread_id/messages/stream", {
       params: threadParams,
+      headers: turnHeaders,
       payload: ChatRequest,
       success: EventStream,
       error: turnErrors,
@@ -133,9 +144,7 @@ export class MetricsApi extends HttpApiGroup.make("metrics")
   .prefix("/api") {}
 
 export const HealthStatus = Schema.Struct({ status: Schema.Literal("ok") })
-export const ReadyStatus = Schema.Struct({
-  status: Schema.Literals(["ready"]),
-  store: Schema.String,
+const readiness = {
   providers: Schema.Array(Schema.Struct({ name: Schema.String, configured: Schema.Boolean })),
   /** Each provider's pacer right now: bucket tokens, calls in flight, requests queued, pause. */
   pacer: Schema.Array(
@@ -148,11 +157,32 @@ export const ReadyStatus = Schema.Struct({
       pausedUntil: Schema.NullOr(Schema.Number),
     }),
   ),
+}
+
+/** Ready: the store answers. It says `ok`, never where the store is or what its driver said. */
+export const ReadyStatus = Schema.Struct({
+  status: Schema.Literal("ready"),
+  store: Schema.Literal("ok"),
+  ...readiness,
 })
+
+/**
+ * Not ready (503): the same report, with the store `unavailable`, and the `error` every error
+ * body has. Why the store failed goes to the log, not to whoever can reach `/ready`.
+ */
+export class NotReady extends Schema.Error<NotReady>("NotReady")(
+  {
+    status: Schema.Literal("unavailable"),
+    store: Schema.Literal("unavailable"),
+    ...readiness,
+    error: ErrorDetail,
+  },
+  { httpApiStatus: 503 },
+) {}
 
 export class SystemApi extends HttpApiGroup.make("system", { topLevel: true }).add(
   HttpApiEndpoint.get("health", "/health", { success: HealthStatus }),
-  HttpApiEndpoint.get("ready", "/ready", { success: ReadyStatus, error: UnavailableError }),
+  HttpApiEndpoint.get("ready", "/ready", { success: ReadyStatus, error: NotReady }),
 ) {}
 
 export class Api extends HttpApi.make("dac")

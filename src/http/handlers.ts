@@ -1,4 +1,4 @@
-import { Effect, Option } from "effect"
+import { Effect, Option, Predicate } from "effect"
 import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { SqlClient } from "effect/sql"
@@ -12,12 +12,11 @@ import { Pacer } from "../engine/pacer.ts"
 import { type TurnInput, Turns, tooManyListeners } from "../engine/turns.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
-import { describeStore } from "../store/sql.ts"
 import { ThreadsRepo } from "../store/threads-repo.ts"
 import { summarize } from "../telemetry/performance.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
-import { Api } from "./api.ts"
-import { retryAfterHeader, toApiError, UnavailableError } from "./errors.ts"
+import { Api, NotReady } from "./api.ts"
+import { BadRequestError, retryAfterHeader, toApiError } from "./errors.ts"
 import { CurrentOrg } from "./org.ts"
 import {
   findGenerationFor,
@@ -36,12 +35,21 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     const messages = yield* MessagesRepo
     const turns = yield* Turns
     const generations = yield* Generations
-    const maxListeners = (yield* AppConfig).maxListenersPerGeneration
+    const { maxTitleChars, maxListenersPerGeneration: maxListeners } = yield* AppConfig
 
     return handlers.handleAll({
       createThread: Effect.fn("http.createThread")(function* ({ payload }) {
         const org = yield* CurrentOrg
-        return yield* threads.create(org, payload?.title ?? null).pipe(Effect.mapError(toApiError))
+        const title = payload?.title ?? null
+        if (title !== null && title.length > maxTitleChars) {
+          return yield* new BadRequestError({
+            error: {
+              code: "invalid_request",
+              message: `invalid body: title: is ${title.length} characters; the limit is ${maxTitleChars} (MAX_TITLE_CHARS)`,
+            },
+          })
+        }
+        return yield* threads.create(org, title).pipe(Effect.mapError(toApiError))
       }),
       listThreads: Effect.fn("http.listThreads")(function* ({ query }) {
         const org = yield* CurrentOrg
@@ -184,31 +192,57 @@ export const MetricsHandlers = HttpApiBuilder.group(
   }),
 )
 
+/** An error and its causes, down to the socket's own words (`connect ECONNREFUSED …`), for the log. */
+const causeChain = (error: unknown): string => {
+  const parts: Array<string> = []
+  for (let at: unknown = error; at !== undefined && parts.length < 5; ) {
+    parts.push(String(at))
+    at = Predicate.hasProperty(at, "cause") ? at.cause : undefined
+  }
+  return parts.join(" ← ")
+}
+
+/** A store that does not answer `SELECT 1` this soon is not ready: a probe must get an answer. */
+const readyTimeoutMs = 2_000
+
 export const SystemHandlers = HttpApiBuilder.group(
   Api,
   "system",
   Effect.fn(function* (handlers) {
     const sql = yield* SqlClient.SqlClient
-    const config = yield* AppConfig
     const providers = yield* Providers
     const pacer = yield* Pacer
-    const store = describeStore(config.databaseUrl)
     return handlers.handleAll({
       health: () => Effect.succeed({ status: "ok" as const }),
       // Migrations run before the server listens, so a reachable database means a migrated one.
       ready: () =>
         sql`SELECT 1`.pipe(
+          Effect.timeout(readyTimeoutMs),
           Effect.map(() => ({
             status: "ready" as const,
-            store,
+            store: "ok" as const,
             providers: providers.status,
             pacer: pacer.state(),
           })),
-          Effect.mapError(
-            (error) =>
-              new UnavailableError({
-                error: { code: "store_unavailable", message: `store ${store}: ${error.message}` },
-              }),
+          // The driver's words name hosts and ports: the log gets them, the answer does not.
+          Effect.catch((error) =>
+            Effect.logWarning("store not ready", { error: causeChain(error) }).pipe(
+              Effect.andThen(
+                Effect.fail(
+                  new NotReady({
+                    status: "unavailable",
+                    store: "unavailable",
+                    providers: providers.status,
+                    pacer: pacer.state(),
+                    error: {
+                      code: "store_unavailable",
+                      message: "the store is unavailable",
+                      retryable: true,
+                    },
+                  }),
+                ),
+              ),
+            ),
           ),
         ),
     })

@@ -2,9 +2,13 @@ import { ByteSize, Cause, Effect, Exit, Schema, SchemaIssue } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiError } from "effect/http-api"
 import type { ErrorDetail } from "./errors.ts"
+import { isOpenAiPath, openAiError } from "./openai-errors.ts"
 
-const errorResponse = (status: number, detail: ErrorDetail) =>
-  HttpServerResponse.jsonUnsafe({ error: detail }, { status })
+/** DAC's `{"error":{code,message}}`, or OpenAI's shape under `/v1` (its SDKs parse that one). */
+const errorResponse = (url: string, status: number, detail: ErrorDetail) =>
+  isOpenAiPath(url)
+    ? openAiError(status, detail.code, detail.message)
+    : HttpServerResponse.jsonUnsafe({ error: detail }, { status })
 
 const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
 
@@ -54,8 +58,9 @@ const readJsonBody = Effect.gen(function* () {
   return yield* Effect.try(() => JSON.parse(text) as unknown)
 }).pipe(Effect.orElseSucceed(() => undefined))
 
+/** `application/json` (any case, with parameters): the one type HttpApi decodes a payload from. */
 const isJson = (contentType: string | undefined) =>
-  contentType !== undefined && /^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)
+  contentType !== undefined && /^\s*application\/json\s*(;|$)/i.test(contentType)
 
 /**
  * Turns what HttpApi would answer with an empty body (schema failures, oversized bodies, unknown
@@ -68,57 +73,69 @@ export const errorMiddleware = (maxBodyBytes: number) => {
     (app) =>
       Effect.gen(function* () {
         const request = yield* HttpServerRequest.HttpServerRequest
+        const url = request.url
         if (request.method === "POST" || request.method === "PUT" || request.method === "PATCH") {
-          const length = Number(request.headers["content-length"] ?? "0")
+          const rawLength = request.headers["content-length"]
+          const length = rawLength === undefined ? 0 : Number(rawLength)
           if (length > maxBodyBytes) {
-            return errorResponse(413, {
+            return errorResponse(url, 413, {
               code: "body_too_large",
               message: `the request body is ${length} bytes; the limit is ${maxBodyBytes}`,
             })
           }
           const hasBody = length > 0 || request.headers["transfer-encoding"] !== undefined
           if (hasBody && !isJson(request.headers["content-type"])) {
-            return errorResponse(415, {
+            return errorResponse(url, 415, {
               code: "unsupported_media_type",
-              message: `expected content-type: application/json, got ${request.headers["content-type"] ?? "none"}`,
+              message: `expected content-type: application/json, got ${describeContentType(request.headers["content-type"])}`,
             })
           }
         }
-        return yield* app.pipe(Effect.provideService(HttpIncomingMessage.MaxBodySize, maxBodySize))
-      }).pipe(
-        Effect.catchCause((cause) => {
-          for (const reason of cause.reasons) {
-            const failure =
-              reason._tag === "Die" ? reason.defect : reason._tag === "Fail" ? reason.error : undefined
-            if (HttpApiError.HttpApiSchemaError.is(failure)) {
-              return Effect.map(readJsonBody, (body) =>
-                errorResponse(400, { code: "invalid_request", message: describeSchemaError(failure, body) }),
-              )
-            }
-            if (HttpApiError.HttpApiPayloadTooLarge.is(failure) || isBodyTooLarge(failure)) {
-              return Effect.succeed(
-                errorResponse(413, {
-                  code: "body_too_large",
-                  message: `the request body is over ${maxBodyBytes} bytes`,
-                }),
-              )
-            }
-            if (isTagged(failure, "RouteNotFound") || isTagged(serverErrorReason(failure), "RouteNotFound")) {
-              return Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
-                errorResponse(404, {
-                  code: "not_found",
-                  message: `no route for ${request.method} ${request.url}`,
-                }),
-              )
-            }
-          }
-          if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
-          return Effect.logError("unhandled error", cause).pipe(
-            Effect.as(errorResponse(500, { code: "internal_error", message: "internal error" })),
-          )
-        }),
-      ),
+        return yield* app.pipe(
+          Effect.provideService(HttpIncomingMessage.MaxBodySize, maxBodySize),
+          Effect.catchCause((cause) => answerFailure(cause, request.method, url, maxBodyBytes)),
+        )
+      }),
     { global: true },
+  )
+}
+
+/** A content type echoed back, bounded: the header can be up to MAX_HEADER_BYTES of anything. */
+const describeContentType = (contentType: string | undefined) => {
+  if (contentType === undefined) return "none"
+  const shown = contentType.length > 100 ? `${contentType.slice(0, 100)}…` : contentType
+  return JSON.stringify(shown)
+}
+
+/** What HttpApi and the router fail with, as an error body; a defect is logged and answered 500. */
+const answerFailure = (cause: Cause.Cause<unknown>, method: string, url: string, maxBodyBytes: number) => {
+  for (const reason of cause.reasons) {
+    const failure = reason._tag === "Die" ? reason.defect : reason._tag === "Fail" ? reason.error : undefined
+    if (HttpApiError.HttpApiSchemaError.is(failure)) {
+      return Effect.map(readJsonBody, (body) =>
+        errorResponse(url, 400, { code: "invalid_request", message: describeSchemaError(failure, body) }),
+      )
+    }
+    if (HttpApiError.HttpApiPayloadTooLarge.is(failure) || isBodyTooLarge(failure)) {
+      return Effect.succeed(
+        errorResponse(url, 413, {
+          code: "body_too_large",
+          message: `the request body is over ${maxBodyBytes} bytes`,
+        }),
+      )
+    }
+    if (isTagged(failure, "RouteNotFound") || isTagged(serverErrorReason(failure), "RouteNotFound")) {
+      return Effect.succeed(
+        errorResponse(url, 404, {
+          code: "not_found",
+          message: `no route for ${method} ${url.length > 200 ? `${url.slice(0, 200)}…` : url}`,
+        }),
+      )
+    }
+  }
+  if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+  return Effect.logError("unhandled error", cause).pipe(
+    Effect.as(errorResponse(url, 500, { code: "internal_error", message: "internal error" })),
   )
 }
 
@@ -130,7 +147,7 @@ const serverErrorReason = (u: unknown): unknown =>
   isTagged(u, "HttpServerError") ? (u as { reason?: unknown }).reason : undefined
 
 /** Reading a body past `MaxBodySize` (a chunked body has no content-length to check up front). */
-const isBodyTooLarge = (u: unknown): boolean => {
+export const isBodyTooLarge = (u: unknown): boolean => {
   const error = isTagged(u, "RequestParseError") ? u : serverErrorReason(u)
   if (!isTagged(error, "RequestParseError")) return false
   const { reason, cause } = error as { reason?: unknown; cause?: { message?: unknown } }

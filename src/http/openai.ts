@@ -3,12 +3,15 @@ import { Effect, Exit, Layer, Schema, SchemaIssue } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { AppConfig, type ModelTarget } from "../config.ts"
 import { type ChatRequest, StopSequence, StopSequences } from "../domain/chat.ts"
-import { OrgId } from "../domain/ids.ts"
+import { IdempotencyKey, OrgId } from "../domain/ids.ts"
+import { modelNameChecks, storableText } from "../domain/text.ts"
 import type { Usage } from "../domain/thread.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
 import { type ListenerFormat, subscribeBody } from "./listener-body.ts"
+import { isBodyTooLarge } from "./middleware.ts"
+import { openAiErrorBody as errorBody, openAiError } from "./openai-errors.ts"
 import { unsupportedParameter } from "./openai-parameters.ts"
 import { sseResponse } from "./stream.ts"
 
@@ -16,8 +19,8 @@ import { sseResponse } from "./stream.ts"
 const OpenAiMessage = Schema.Struct({
   role: Schema.Literals(["system", "developer", "user", "assistant"]),
   content: Schema.Union([
-    Schema.String,
-    Schema.Array(Schema.Struct({ type: Schema.Literal("text"), text: Schema.String })),
+    Schema.String.check(storableText),
+    Schema.Array(Schema.Struct({ type: Schema.Literal("text"), text: Schema.String.check(storableText) })),
   ]),
 })
 
@@ -26,7 +29,7 @@ const OpenAiMessage = Schema.Struct({
  * are refused by `unsupportedParameter` unless they hold their default; the others are ignored.
  */
 export const CompletionRequest = Schema.Struct({
-  model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" })),
+  model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" }), ...modelNameChecks),
   messages: Schema.Array(OpenAiMessage).check(
     Schema.isMinLength(1, { message: "messages must not be empty" }),
   ),
@@ -48,33 +51,6 @@ type CompletionRequest = typeof CompletionRequest.Type
 const decodeRequest = Schema.decodeUnknownExit(CompletionRequest, { errors: "all" })
 
 const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
-
-const errorTypes: Record<number, string> = {
-  400: "invalid_request_error",
-  401: "authentication_error",
-  404: "not_found_error",
-  409: "invalid_request_error",
-  413: "invalid_request_error",
-  429: "rate_limit_error",
-}
-
-/** OpenAI's error body, as a response or inside a stream; `param` names the offending field. */
-const errorBody = (type: string, code: unknown, message: unknown, param: string | null = null) => ({
-  error: { message, type, param, code },
-})
-
-/** An error answer the official SDKs raise as their own typed errors. */
-const openAiError = (
-  status: number,
-  code: string,
-  message: string,
-  headers: Record<string, string> = {},
-  param: string | null = null,
-) =>
-  HttpServerResponse.jsonUnsafe(errorBody(errorTypes[status] ?? "api_error", code, message, param), {
-    status,
-    headers,
-  })
 
 const fromDescribed = (error: DescribedError & { readonly retryAfterMs?: number | undefined }) =>
   openAiError(
@@ -103,11 +79,36 @@ const orgOfKey = (key: string): OrgId => {
  * The caller's org: a bearer token (hashed, so the key itself never becomes an id that is logged)
  * or `x-org-id`.
  */
-const orgOf = (headers: Readonly<Record<string, string | undefined>>): OrgId | undefined => {
+const orgOf = (headers: Readonly<Record<string, string | undefined>>): OrgId | "invalid" | undefined => {
   const bearer = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? "")?.[1]?.trim()
   if (bearer) return orgOfKey(bearer)
   const org = headers["x-org-id"]
-  return org !== undefined && Schema.is(OrgId)(org) ? org : undefined
+  if (org === undefined || org === "") return undefined
+  return isOrgId(org) ? org : "invalid"
+}
+
+const isOrgId = Schema.is(OrgId)
+const isIdempotencyKey = Schema.is(IdempotencyKey)
+
+/** `messages.0.content` → `messages[0].content`, as OpenAI names a field in `param`. */
+const paramOf = (path: ReadonlyArray<PropertyKey>) =>
+  path.reduce<string>(
+    (name, key) =>
+      typeof key === "number" ? `${name}[${key}]` : name === "" ? String(key) : `${name}.${String(key)}`,
+    "",
+  )
+
+/** Every problem of the body, bounded (a hostile body can have thousands), and the first one's field. */
+const describeIssues = (issue: SchemaIssue.Issue) => {
+  const issues = formatIssues(issue).issues
+  const shown = issues.slice(0, 10).map((i) => {
+    const param = paramOf((i.path ?? []).map((key) => (typeof key === "object" ? key.key : key)))
+    return param === "" ? i.message : `${param}: ${i.message}`
+  })
+  const more = issues.length > 10 ? `; … (${issues.length} problems in all)` : ""
+  const first = issues[0]?.path ?? []
+  const param = paramOf(first.map((key) => (typeof key === "object" ? key.key : key)))
+  return { message: shown.join("; ") + more, param: param === "" ? null : param }
 }
 
 const textOf = (content: CompletionRequest["messages"][number]["content"]) =>
@@ -196,31 +197,110 @@ const expectedModel = (aliases: ReadonlyMap<string, ModelTarget>) => {
  * thread.
  */
 export const OpenAiRoute = Layer.unwrap(
-  Effect.map(AppConfig, ({ modelAliases }) => {
-    const expected = expectedModel(modelAliases)
-    return HttpRouter.add("POST", "/v1/chat/completions", completions(modelAliases, expected))
+  Effect.map(AppConfig, (config) => {
+    const expected = expectedModel(config.modelAliases)
+    return HttpRouter.add("POST", "/v1/chat/completions", completions(config, expected))
   }),
 )
 
-const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedModel: string) =>
+interface CompletionLimits {
+  readonly modelAliases: ReadonlyMap<string, ModelTarget>
+  readonly maxMessagesPerRequest: number
+  readonly maxContentChars: number
+}
+
+/** The body as JSON, or the 400/413 answer it deserves. */
+const readJson = Effect.gen(function* () {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const text = yield* request.text.pipe(Effect.result)
+  if (text._tag === "Failure") {
+    return isBodyTooLarge(text.failure)
+      ? openAiError(413, "body_too_large", "the request body is too large")
+      : openAiError(400, "invalid_json", "the body could not be read")
+  }
+  try {
+    return { json: JSON.parse(text.success) as unknown }
+  } catch {
+    return openAiError(400, "invalid_json", "the body is not valid JSON")
+  }
+})
+
+/**
+ * Bounds checked before the schema runs: the message count (decoding a million tiny messages, each
+ * wrong, would cost more than refusing them) and each message's length, by MAX_CONTENT_CHARS.
+ */
+const outOfBounds = (json: unknown, limits: CompletionLimits) => {
+  const messages = (json as { messages?: unknown } | null)?.messages
+  if (!Array.isArray(messages)) return undefined
+  if (messages.length > limits.maxMessagesPerRequest) {
+    return openAiError(
+      400,
+      "invalid_request",
+      `messages: ${messages.length} messages; the limit is ${limits.maxMessagesPerRequest} (MAX_MESSAGES_PER_REQUEST)`,
+      {},
+      "messages",
+    )
+  }
+  for (const [index, message] of messages.entries()) {
+    const content = (message as { content?: unknown } | null)?.content
+    const length =
+      typeof content === "string"
+        ? content.length
+        : Array.isArray(content)
+          ? content.reduce<number>((n, part) => {
+              const text = (part as { text?: unknown } | null)?.text
+              return n + (typeof text === "string" ? text.length : 0)
+            }, 0)
+          : 0
+    if (length > limits.maxContentChars) {
+      return openAiError(
+        413,
+        "content_too_large",
+        `messages[${index}].content is ${length} characters; the limit is ${limits.maxContentChars} (MAX_CONTENT_CHARS)`,
+        {},
+        `messages[${index}].content`,
+      )
+    }
+  }
+  return undefined
+}
+
+const completions = (limits: CompletionLimits, expectedModel: string) =>
   Effect.gen(function* () {
+    const { modelAliases } = limits
     const request = yield* HttpServerRequest.HttpServerRequest
     const turns = yield* Turns
     const org = orgOf(request.headers)
     if (org === undefined) {
       return openAiError(401, "invalid_api_key", "send Authorization: Bearer <key> or an x-org-id header")
     }
-    const json = yield* request.json.pipe(Effect.option)
-    if (json._tag === "None") return openAiError(400, "invalid_json", "the body is not valid JSON")
+    if (org === "invalid") {
+      return openAiError(
+        400,
+        "invalid_org_id",
+        "x-org-id must be 1-128 characters of letters, digits and . _ : @ -",
+      )
+    }
+    const idempotencyKey = request.headers["idempotency-key"]
+    if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
+      return openAiError(
+        400,
+        "invalid_request",
+        "invalid header: idempotency-key: must be at most 255 characters of printable ASCII",
+      )
+    }
+    const read = yield* readJson
+    if (HttpServerResponse.isHttpServerResponse(read)) return read
+    const json = { value: read.json }
+    const refused = outOfBounds(json.value, limits)
+    if (refused !== undefined) return refused
     const decoded = decodeRequest(json.value)
     if (Exit.isFailure(decoded)) {
       const failure = decoded.cause.reasons.find((reason) => reason._tag === "Fail")
-      const issues = failure
-        ? formatIssues(failure.error.issue)
-            .issues.map((i) => `${(i.path ?? []).join(".")}: ${i.message}`)
-            .join("; ")
-        : "invalid request"
-      return openAiError(400, "invalid_request", issues)
+      const { message, param } = failure
+        ? describeIssues(failure.error.issue)
+        : { message: "invalid request", param: null }
+      return openAiError(400, "invalid_request", message, {}, param)
     }
     const unsupported = unsupportedParameter(json.value)
     if (unsupported !== undefined) {
@@ -261,7 +341,7 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
       conversation,
       body: chat,
       mode: stream ? ("stream" as const) : ("wait" as const),
-      idempotencyKey: request.headers["idempotency-key"] || undefined,
+      idempotencyKey: idempotencyKey || undefined,
       coalesce: request.headers["x-dac-coalesce"]?.toLowerCase() !== "off",
     }
     if (stream) {

@@ -5,6 +5,7 @@ import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { AppConfig } from "../config.ts"
 import { Api } from "./api.ts"
+import { onClientError } from "./client-error.ts"
 import { MetricsHandlers, SystemHandlers, ThreadsHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
 import { OpenAiRoute } from "./openai.ts"
@@ -30,7 +31,15 @@ export const RoutesLive = Layer.unwrap(
 
 /** The Node server itself, for what Effect's HttpServer does not expose (stopping accepting). */
 export class NodeServer extends Context.Service<NodeServer, Server>()("dac/http/NodeServer") {
-  static readonly layer = Layer.sync(NodeServer, () => createServer())
+  static readonly layer = Layer.effect(
+    NodeServer,
+    Effect.map(AppConfig, (config) => {
+      // MAX_HEADER_BYTES bounds the request line and headers; more is a 431 with a JSON body.
+      const server = createServer({ maxHeaderSize: config.maxHeaderBytes })
+      server.on("clientError", onClientError(config.maxHeaderBytes))
+      return server
+    }),
+  )
 }
 
 /** The HTTP server on HOST:PORT (PORT=0 picks a free port: tests read it from HttpServer.address). */

@@ -267,22 +267,31 @@ export const errorFromStream = (provider: ProviderName, error: unknown, secret: 
   return new StreamFailed(fields)
 }
 
-/** A failure of the connection itself; after the first byte it is a broken stream, not a reason to retry. */
+/**
+ * A failure of the connection itself; after the first byte it is a broken stream, not a reason to
+ * retry. The client is told only which provider could not be reached: the socket's own words
+ * (`connect ECONNREFUSED 10.1.2.3:443`) name the network behind DAC, so they go to `detail`, which
+ * only the logs see.
+ */
 export const errorFromTransport = (
   provider: ProviderName,
   error: unknown,
   afterFirstByte: boolean,
 ): ProviderError => {
   const code = Predicate.isObject(error) && typeof error.code === "string" ? error.code : undefined
-  const detail = error instanceof Error ? error.message : String(error)
+  const text = error instanceof Error ? error.message : String(error)
+  const detail = code === undefined || text.includes(code) ? text : `${text} (${code})`
   if (code === "UND_ERR_CONNECT_TIMEOUT") {
-    return new Timeout({ provider, phase: "connect", message: `connecting to ${provider} timed out` })
+    return new Timeout({ provider, phase: "connect", message: `connecting to ${provider} timed out`, detail })
   }
-  if (afterFirstByte) return new StreamFailed({ provider, message: `connection lost mid-stream: ${detail}` })
-  return new NetworkError({
-    provider,
-    message: `${provider} unreachable: ${detail}${code ? ` (${code})` : ""}`,
-  })
+  if (afterFirstByte) {
+    return new StreamFailed({
+      provider,
+      message: `the connection to ${provider} was lost mid-stream`,
+      detail,
+    })
+  }
+  return new NetworkError({ provider, message: `could not reach ${provider}`, detail })
 }
 
 export const truncated = (provider: ProviderName, what: string) =>

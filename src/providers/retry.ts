@@ -49,6 +49,7 @@ export const retryBeforeFirstByte = (
         provider: error.provider,
         error: error._tag,
         message: error.message,
+        ...(error.detail === undefined ? {} : { detail: error.detail }),
         attempt: n,
         delayMs: delay,
       }).pipe(Effect.andThen(Effect.sleep(delay)), Effect.andThen(Effect.suspend(() => run(n + 1))))

@@ -301,6 +301,8 @@ describe("system endpoints", () => {
     const ready = await client().get("/ready")
     expect(ready.status).toBe(200)
     expect(ready.json.status).toBe("ready")
+    // Whether the store answers, never where it is or what its driver said.
+    expect(ready.json.store).toBe("ok")
     expect(ready.json.providers).toContainEqual({ name: "mock", configured: true })
     expect(ready.json.providers).toContainEqual({ name: "openai", configured: false })
     expect(ready.json.pacer.find((p: { provider: string }) => p.provider === "mock")).toMatchObject({

@@ -121,11 +121,15 @@ describe("transport errors", () => {
     expect(errorFromTransport("anthropic", refused, false)).toMatchObject({
       _tag: "NetworkError",
       retryable: true,
+      message: "could not reach anthropic",
+      detail: "connect ECONNREFUSED 127.0.0.1:9",
     })
     const reset = Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" })
     expect(errorFromTransport("anthropic", reset, true)).toMatchObject({
       _tag: "StreamFailed",
       retryable: false,
+      message: "the connection to anthropic was lost mid-stream",
+      detail: "other side closed (UND_ERR_SOCKET)",
     })
   })
 })
