@@ -25,7 +25,7 @@ import {
 import { type ProviderError, UpstreamError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
-import { type FinishTurn, MessagesRepo } from "../store/messages-repo.ts"
+import { type FinishTurn, MessagesRepo, withOutcome } from "../store/messages-repo.ts"
 import { tracedFn, withPerCallSpan } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
@@ -58,21 +58,6 @@ const failureOf = (cause: Cause.Cause<GenerationError>, provider: string): Gener
     ? new UpstreamError({ provider, message: `the call to ${provider} failed` })
     : undefined
 }
-
-/** A message as an outcome leaves it, without the store (which did not take it). */
-const withOutcome = (message: Message, outcome: FinishTurn): Message =>
-  new Message(
-    {
-      ...message,
-      content: outcome.content,
-      status: outcome.status,
-      usage: outcome.usage,
-      finish_reason: outcome.finishReason,
-      error_code: outcome.errorCode,
-      updated_at: new Date().toISOString(),
-    },
-    { disableChecks: true },
-  )
 
 /** The reply of a stateless completion, shaped like a stored one (it is never written). */
 const transientReply = (outcome: FinishTurn): Message => {
@@ -430,7 +415,8 @@ export class Generations extends Context.Service<
               })
               result = {
                 _tag: "Failed",
-                message: withOutcome(spec.assistantMessage!, failed),
+                // As the store will have it once it answers again.
+                message: withOutcome(spec.assistantMessage!, failed, new Date().toISOString()),
                 error: storeError,
                 ...timings,
               }

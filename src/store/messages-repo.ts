@@ -33,6 +33,21 @@ export interface FinishTurn {
   readonly errorCode: string | null
 }
 
+/** `message` as `outcome` leaves it (what `finishTurn` stores). */
+export const withOutcome = (message: Message, outcome: FinishTurn, updatedAt: string): Message =>
+  new Message(
+    {
+      ...message,
+      content: outcome.content,
+      status: outcome.status,
+      usage: outcome.usage,
+      finish_reason: outcome.finishReason,
+      error_code: outcome.errorCode,
+      updated_at: updatedAt,
+    },
+    { disableChecks: true },
+  )
+
 const messageColumns = `id, thread_id, role, content, status, provider, model, usage, finish_reason, error_code,
   request_id, created_at, updated_at`
 
@@ -139,18 +154,7 @@ export class MessagesRepo extends Context.Service<
               finish_reason = ${outcome.finishReason}, error_code = ${outcome.errorCode}, updated_at = now()
           WHERE id = ${message.message_id}
           RETURNING updated_at`
-          return new Message(
-            {
-              ...message,
-              content: outcome.content,
-              status: outcome.status,
-              usage: outcome.usage,
-              finish_reason: outcome.finishReason,
-              error_code: outcome.errorCode,
-              updated_at: rows[0] ? toIso(rows[0].updated_at) : message.updated_at,
-            },
-            { disableChecks: true },
-          )
+          return withOutcome(message, outcome, rows[0] ? toIso(rows[0].updated_at) : message.updated_at)
         }, orStoreUnavailable("MessagesRepo.finishTurn")),
       )
 
