@@ -36,6 +36,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     const messages = yield* MessagesRepo
     const turns = yield* Turns
     const generations = yield* Generations
+    const { stalledWriteTimeoutMs } = yield* AppConfig
 
     return handlers.handleAll({
       createThread: Effect.fn("http.createThread")(function* ({ payload }) {
@@ -63,7 +64,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         if (stream) {
           return yield* turns.start(input).pipe(
             // A raw response: HttpApi sends an HttpServerResponse as it is.
-            Effect.map((turn) => turnStream(turn) as unknown as string),
+            Effect.map((turn) => turnStream(turn, stalledWriteTimeoutMs) as unknown as string),
             withRetryAfter,
             Effect.mapError(toApiError),
           )
@@ -75,7 +76,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         const request = yield* HttpServerRequest.HttpServerRequest
         const input = turnInput(request.headers, org, params.thread_id, payload, "stream")
         return yield* turns.start(input).pipe(
-          Effect.map((turn) => turnStream(turn) as unknown as string),
+          Effect.map((turn) => turnStream(turn, stalledWriteTimeoutMs) as unknown as string),
           withRetryAfter,
           Effect.mapError(toApiError),
         )
@@ -96,7 +97,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
           const requestId = generation.isListening(params.request_id) ? newRequestId() : params.request_id
           if (requestId !== params.request_id) generations.alias(requestId, generation)
           return sseResponse(
-            listenBody(requestId, generation, "follower", afterId, () => {}),
+            listenBody(requestId, generation, "follower", afterId, () => {}, stalledWriteTimeoutMs),
           ) as unknown as string
         }
         const stored = yield* messages.findAssistantByRequest(org, params.request_id)

@@ -1,10 +1,19 @@
 import { Readable } from "node:stream"
 import type { RequestId } from "../domain/ids.ts"
 import { firstGenerationFrameId, type Generation, type GenerationOutcome } from "../engine/generations.ts"
-import { type Frame, type FrameSink, keepaliveFrame } from "../engine/sse-frames.ts"
+import { type Frame, type FrameSink, type FrameSource, keepaliveFrame } from "../engine/sse-frames.ts"
 
-/** How far (in bytes) a client may fall behind the live frames before it counts as slow. */
+/**
+ * How many bytes a client may have been handed but not yet taken (replayed or live) before it
+ * counts as slow and is dropped.
+ */
 export const maxUnsentBytes = 1 << 20
+
+/** A replay is handed over in chunks of about this size, as the socket takes them. */
+const replayChunkBytes = 16 * 1024
+
+/** After its `slow_consumer` frame, how long a dropped client's connection may take to flush it. */
+export const slowConsumerCloseMs = 1_000
 
 /** How one reply format writes a generation's frames. */
 export interface ListenerFormat {
@@ -17,10 +26,34 @@ export interface ListenerFormat {
 /** The generation's own end: after it, the outcome is known (a `cancelled` may be one request's). */
 const isGenerationTerminal = (type: string | undefined) => type === "done" || type === "error"
 
+/** The response a body is piped into, as far as a body looks at it. */
+interface Destination extends NodeJS.WritableStream {
+  readonly writableFinished?: boolean
+  readonly writableLength?: number
+  readonly destroyed?: boolean
+  /**
+   * A ServerResponse's: its socket's inactivity timeout. Node counts a write completing, or the
+   * kernel taking part of a pending one, as activity: the timeout fires when a write made no
+   * progress (or when nothing was written at all) for `ms`.
+   */
+  readonly setTimeout?: (ms: number, callback: () => void) => unknown
+  /** The connection (an HTTP/1.1 ServerResponse's socket). */
+  readonly socket?: { readonly destroy: () => void } | null
+}
+
 /**
- * One request's reply stream, fed by its generation as frames are emitted and piped by the HTTP
- * server into the response: the frames of one upstream read cost an encode each and one socket
- * write together, with no queue or fiber hop.
+ * One request's reply stream, fed by its generation and piped by the HTTP server into the response.
+ *
+ * Live frames are pushed as they are emitted: the frames of one upstream read cost an encode each
+ * and one socket write together, with no queue or fiber hop. What was emitted before it joined is
+ * not copied into it: it keeps a cursor into the generation's shared frame log and reads from it
+ * in `_read`, as the socket drains, so 200 re-attaches that read nothing hold 200 cursors, not
+ * 200 copies of the reply. Once the cursor reaches the end of the log it is live.
+ *
+ * Nothing wedges it: a client holding more than `maxUnsentBytes` it was handed is dropped with a
+ * resumable `slow_consumer` frame and its connection closed soon after; a write that makes no
+ * progress for the stalled-write timeout closes the connection.
+ *
  * However it ends, the request is recorded once: with the generation's outcome when the client got
  * the terminal frame, otherwise as detached, and then it is detached (which aborts the upstream call
  * when it was the last request on it). A client hanging up destroys the body, which ends it so.
@@ -28,15 +61,28 @@ const isGenerationTerminal = (type: string | undefined) => type === "done" || ty
 export class ListenerBody extends Readable implements FrameSink {
   private lastType: string | undefined
   private lastId: number
-  private limit = maxUnsentBytes
   private finished = false
   /** Frames encoded since the last write: the events of one upstream read go out as one write. */
   private pending: Array<Uint8Array> = []
   private pendingBytes = 0
+  /** While replaying: the generation's log, read from `cursor` on. Undefined once live. */
+  private log: FrameSource | undefined
+  private cursor = 0
+  /** Frames offered during the replay that are not in the log (a request's own `cancelled`). */
+  private held: Array<Frame> | undefined
+  /** `end` came during the replay: end once it is over. */
+  private endAfterReplay = false
+  /** The response it is piped into, and whether the last write to it is waiting for a drain. */
+  private destination: Destination | undefined
+  /** The response's connection, taken when piped: a finished response lets go of it. */
+  private socket: { readonly destroy: () => void } | undefined
+  /** Dropped as slow before it was piped: close the connection once it is. */
+  private closeWhenPiped = false
   private readonly generation: Generation
   private readonly requestId: RequestId
   private readonly format: ListenerFormat
   private readonly onEnd: (outcome: GenerationOutcome | "detached") => void
+  private readonly stalledWriteMs: number
 
   constructor(
     generation: Generation,
@@ -46,18 +92,61 @@ export class ListenerBody extends Readable implements FrameSink {
     /** What the request writes before the generation's frames (its own ping and meta, a role chunk). */
     head: ReadonlyArray<Uint8Array>,
     afterId: number,
+    /** STALLED_WRITE_TIMEOUT_MS: a write waiting this long for the client closes its connection. */
+    stalledWriteMs: number,
   ) {
-    super()
+    // A replay chunk at a time: what a client that reads nothing holds is about one chunk.
+    super({ highWaterMark: replayChunkBytes })
     this.generation = generation
     this.requestId = requestId
     this.format = format
     this.onEnd = onEnd
     this.lastId = afterId
+    this.stalledWriteMs = stalledWriteMs
     for (const bytes of head) this.push(bytes)
   }
 
-  // Frames are pushed as the generation emits them; there is nothing to fetch on demand.
-  override _read() {}
+  /** The bytes handed to it and not yet taken by the response. */
+  get unsentBytes() {
+    return this.readableLength + this.pendingBytes
+  }
+
+  // Live frames are pushed as they come; the replay is read from the log as the socket drains.
+  override _read() {
+    if (this.log !== undefined) this.readLog(this.log)
+  }
+
+  /** Hands over the log's next frames, a chunk at a time, until the stream is full or caught up. */
+  private readLog(log: FrameSource) {
+    const parts: Array<Uint8Array> = []
+    for (;;) {
+      let bytes = 0
+      while (this.cursor < log.end && bytes < replayChunkBytes) {
+        const f = log.at(this.cursor++)
+        if (f === undefined) continue
+        this.lastType = f.type
+        this.lastId = f.id
+        const encoded = this.format.encode(f)
+        if (encoded === undefined) continue
+        parts.push(encoded)
+        bytes += encoded.length
+      }
+      const caughtUp = this.cursor >= log.end
+      if (caughtUp) this.log = undefined
+      const more = parts.length === 0 || this.push(parts.length === 1 ? parts[0] : Buffer.concat(parts))
+      parts.length = 0
+      if (caughtUp) return this.wentLive()
+      if (!more || this.destroyed) return
+    }
+  }
+
+  /** The replay is over: what came for it meanwhile goes out, then it is a live listener. */
+  private wentLive() {
+    const held = this.held
+    this.held = undefined
+    if (held !== undefined) for (const f of held) this.write(f)
+    if (this.endAfterReplay) this.end()
+  }
 
   private write(f: Frame) {
     // A keepalive is no event: it moves neither the resume point nor the end.
@@ -80,22 +169,38 @@ export class ListenerBody extends Readable implements FrameSink {
     if (!this.destroyed) this.push(pending.length === 1 ? pending[0] : Buffer.concat(pending))
   }
 
-  replay(frames: ReadonlyArray<Frame>) {
-    for (const f of frames) this.write(f)
-    // What was already emitted does not count against the client.
-    this.limit = this.readableLength + this.pendingBytes + maxUnsentBytes
+  replay(log: FrameSource, afterId: number) {
+    // Nothing is read here: `_read` reads the log when the socket can take it.
+    if (afterId + 1 < log.end) {
+      this.log = log
+      this.cursor = afterId + 1
+      // Already asked for data (and given none): it will not ask again until it gets some.
+      if (this.readableFlowing === true && this.readableLength === 0) this.readLog(log)
+    }
     return true
   }
 
   offer(f: Frame) {
     if (this.finished) return true
+    const log = this.log
+    if (log !== undefined) {
+      // Replaying: the log's frames are read from the log when their turn comes, a keepalive is
+      // not needed by a client with bytes to read, and anything else waits for the end of the replay.
+      if (f !== keepaliveFrame && log.at(f.id) !== f) (this.held ??= []).push(f)
+      return true
+    }
     this.write(f)
-    return this.readableLength + this.pendingBytes <= this.limit
+    return this.readableLength + this.pendingBytes <= maxUnsentBytes
   }
 
   end() {
-    if (this.finished) return
+    if (this.finished && !this.endAfterReplay) return
     this.finished = true
+    if (this.log !== undefined) {
+      this.endAfterReplay = true
+      return
+    }
+    this.endAfterReplay = false
     this.flush()
     this.push(null)
   }
@@ -105,10 +210,45 @@ export class ListenerBody extends Readable implements FrameSink {
     this.flush()
     this.push(this.format.fellBehind(Math.max(lastId, this.lastId)))
     this.end()
+    // It reads too slowly to be left holding a connection: bounded time to flush the last frame.
+    if (this.destination === undefined) this.closeWhenPiped = true
+    else this.closeSoon(this.destination)
+  }
+
+  // The HTTP server pipes the body into its response: that is the connection to watch and close.
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    const dest = destination as Destination
+    this.destination = dest
+    this.socket = dest.socket ?? undefined
+    // Node's own socket timer, kept by Node per write: nothing per frame here.
+    dest.setTimeout?.(this.stalledWriteMs, this.checkStalled)
+    if (this.closeWhenPiped) this.closeSoon(dest)
+    return super.pipe(destination, options)
+  }
+
+  /** The connection was inactive for the timeout: stalled if bytes wait for the client, else just quiet. */
+  private readonly checkStalled = () => {
+    const dest = this.destination
+    if (dest !== undefined && (dest.writableLength ?? 0) > 0) this.closeConnection(dest)
+  }
+
+  /** Closes the connection once its last bytes are flushed, or after `slowConsumerCloseMs` anyway. */
+  private closeSoon(dest: Destination) {
+    if (dest.writableFinished === true) return this.closeConnection(dest)
+    const close = () => {
+      clearTimeout(timer)
+      this.closeConnection(dest)
+    }
+    const timer = setTimeout(close, slowConsumerCloseMs)
+    timer.unref()
+    dest.once("finish", close)
+    dest.once("close", () => clearTimeout(timer))
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void) {
     this.finished = true
+    this.log = undefined
+    this.held = undefined
     const outcome =
       this.readableEnded && isGenerationTerminal(this.lastType) ? this.generation.result() : undefined
     if (outcome !== undefined) this.onEnd(outcome)
@@ -117,6 +257,13 @@ export class ListenerBody extends Readable implements FrameSink {
       this.generation.detachUnsafe(this.requestId, this)
     }
     callback(error)
+  }
+
+  /** Destroys the connection under the response (the response itself when there is no socket). */
+  private closeConnection(dest: Destination) {
+    if (this.socket !== undefined) this.socket.destroy()
+    else if (dest.destroyed !== true && "destroy" in dest && typeof dest.destroy === "function")
+      dest.destroy()
   }
 }
 
@@ -131,8 +278,9 @@ export const subscribeBody = (
   format: ListenerFormat,
   head: ReadonlyArray<Uint8Array>,
   onEnd: (outcome: GenerationOutcome | "detached") => void,
+  stalledWriteMs: number,
 ): ListenerBody => {
-  const body = new ListenerBody(generation, requestId, format, onEnd, head, afterId)
+  const body = new ListenerBody(generation, requestId, format, onEnd, head, afterId, stalledWriteMs)
   // The generation's own frames start after the request's head frames.
   generation.subscribe(requestId, Math.max(afterId, firstGenerationFrameId - 1), body)
   return body

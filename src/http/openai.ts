@@ -130,7 +130,7 @@ const usageOf = (usage: Usage | null | undefined) =>
 const slowConsumer = sse(errorBody("api_error", "slow_consumer", "the client fell too far behind"))
 
 /** OpenAI's chunk stream for one request: a role chunk at once, content chunks, finish, usage, `[DONE]`. */
-const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
+const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean, stalledWriteMs: number) => {
   const id = `chatcmpl-${turn.requestId}`
   const created = Math.floor(Date.now() / 1000)
   const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
@@ -175,6 +175,7 @@ const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
     format,
     [sse(chunk({ role: "assistant", content: "" }, null))],
     turn.record,
+    stalledWriteMs,
   )
 }
 
@@ -196,13 +197,21 @@ const expectedModel = (aliases: ReadonlyMap<string, ModelTarget>) => {
  * thread.
  */
 export const OpenAiRoute = Layer.unwrap(
-  Effect.map(AppConfig, ({ modelAliases }) => {
+  Effect.map(AppConfig, ({ modelAliases, stalledWriteTimeoutMs }) => {
     const expected = expectedModel(modelAliases)
-    return HttpRouter.add("POST", "/v1/chat/completions", completions(modelAliases, expected))
+    return HttpRouter.add(
+      "POST",
+      "/v1/chat/completions",
+      completions(modelAliases, expected, stalledWriteTimeoutMs),
+    )
   }),
 )
 
-const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedModel: string) =>
+const completions = (
+  modelAliases: ReadonlyMap<string, ModelTarget>,
+  expectedModel: string,
+  stalledWriteMs: number,
+) =>
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const turns = yield* Turns
@@ -267,7 +276,9 @@ const completions = (modelAliases: ReadonlyMap<string, ModelTarget>, expectedMod
     if (stream) {
       const turn = yield* turns.start(input).pipe(Effect.result)
       if (turn._tag === "Failure") return fromDescribed(turn.failure)
-      return sseResponse(chunkBody(turn.success, body.model, body.stream_options?.include_usage === true))
+      return sseResponse(
+        chunkBody(turn.success, body.model, body.stream_options?.include_usage === true, stalledWriteMs),
+      )
     }
     const result = yield* turns.complete(input).pipe(Effect.result)
     if (result._tag === "Failure") return fromDescribed(result.failure)

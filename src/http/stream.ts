@@ -53,6 +53,8 @@ export const listenBody = (
   coalesce: string,
   afterId: number,
   onEnd: (outcome: GenerationOutcome | "detached") => void,
+  /** STALLED_WRITE_TIMEOUT_MS. */
+  stalledWriteMs: number,
 ): ListenerBody =>
   subscribeBody(
     generation,
@@ -61,11 +63,12 @@ export const listenBody = (
     dacFormat,
     headFrames(requestId, generation, coalesce, afterId),
     onEnd,
+    stalledWriteMs,
   )
 
 /** A fresh streamed turn. */
-export const turnStream = (turn: StartedTurn) =>
-  sseResponse(listenBody(turn.requestId, turn.generation, turn.coalesce, -1, turn.record))
+export const turnStream = (turn: StartedTurn, stalledWriteMs: number) =>
+  sseResponse(listenBody(turn.requestId, turn.generation, turn.coalesce, -1, turn.record, stalledWriteMs))
 
 /**
  * A finished reply no longer in memory, from the store: the whole text as one `delta`, then its
