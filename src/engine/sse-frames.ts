@@ -79,29 +79,30 @@ export interface FrameSource {
 export class FrameLog implements FrameSource {
   private frames: Array<Frame> = []
   private folded: FoldedDeltas | undefined
-  /** The id of the first frame pushed; -1 while there is none. */
-  private first = -1
+  /** The id of the first frame pushed; undefined while there is none. */
+  private first: number | undefined
 
   push(f: Frame) {
-    if (this.first < 0) this.first = f.id
+    this.first ??= f.id
     this.frames.push(f)
   }
 
   get end() {
-    return this.first < 0 ? 0 : this.first + this.length
+    return this.first === undefined ? 0 : this.first + this.length
   }
 
   /** O(1); a folded delta is made again (a small object), for the listener that reads it. */
   at(id: number): Frame | undefined {
-    if (id < this.first) return undefined
+    const first = this.first
+    if (first === undefined || id < first) return undefined
     const folded = this.folded
-    if (folded === undefined || id < folded.firstId) return this.frames[id - this.first]
+    if (folded === undefined || id < folded.firstId) return this.frames[id - first]
     const i = id - folded.firstId
     if (i < folded.ends.length) {
       return frame(id, "delta", { text: folded.text.slice(folded.ends[i - 1] ?? 0, folded.ends[i]) })
     }
     // After the deltas: the frames kept after those before the deltas.
-    return this.frames[folded.firstId - this.first + i - folded.ends.length]
+    return this.frames[folded.firstId - first + i - folded.ends.length]
   }
 
   /** The frames with an id above `afterId`, in order. */
