@@ -186,7 +186,10 @@ export class ListenerBody extends Readable implements FrameSink {
     if (log !== undefined) {
       // Replaying: the log's frames are read from the log when their turn comes, a keepalive is
       // not needed by a client with bytes to read, and anything else waits for the end of the replay.
-      if (f !== keepaliveFrame && log.at(f.id) !== f) (this.held ??= []).push(f)
+      if (f !== keepaliveFrame && log.at(f.id) !== f) {
+        if (this.held === undefined) this.held = [f]
+        else this.held.push(f)
+      }
       return true
     }
     this.write(f)
@@ -247,6 +250,7 @@ export class ListenerBody extends Readable implements FrameSink {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void) {
     this.finished = true
+    this.endAfterReplay = false
     this.log = undefined
     this.held = undefined
     const outcome =
