@@ -104,7 +104,12 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         if (Option.isNone(stored) || stored.value.thread_id !== params.thread_id) {
           return yield* toApiError(new RequestNotFound({ message: `request ${params.request_id} not found` }))
         }
-        return storedReplyStream(params.request_id, stored.value, afterId) as unknown as string
+        return storedReplyStream(
+          params.request_id,
+          stored.value,
+          afterId,
+          stalledWriteTimeoutMs,
+        ) as unknown as string
       }),
       cancel: Effect.fn("http.cancel")(function* ({ params, query }) {
         const org = yield* CurrentOrg

@@ -1,7 +1,7 @@
-import { Readable } from "node:stream"
 import type { RequestId } from "../domain/ids.ts"
 import { firstGenerationFrameId, type Generation, type GenerationOutcome } from "../engine/generations.ts"
 import { type Frame, type FrameSink, type FrameSource, keepaliveFrame } from "../engine/sse-frames.ts"
+import { WatchedBody } from "./watched-body.ts"
 
 /**
  * How many bytes a client may have been handed but not yet taken (replayed or live) before it
@@ -11,9 +11,6 @@ export const maxUnsentBytes = 1 << 20
 
 /** A replay is handed over in chunks of about this size, as the socket takes them. */
 const replayChunkBytes = 16 * 1024
-
-/** After its `slow_consumer` frame, how long a dropped client's connection may take to flush it. */
-export const slowConsumerCloseMs = 1_000
 
 /** How one reply format writes a generation's frames. */
 export interface ListenerFormat {
@@ -26,21 +23,6 @@ export interface ListenerFormat {
 /** The generation's own end: after it, the outcome is known (a `cancelled` may be one request's). */
 const isGenerationTerminal = (type: string | undefined) => type === "done" || type === "error"
 
-/** The response a body is piped into, as far as a body looks at it. */
-interface Destination extends NodeJS.WritableStream {
-  readonly writableFinished?: boolean
-  readonly writableLength?: number
-  readonly destroyed?: boolean
-  /**
-   * A ServerResponse's: its socket's inactivity timeout. Node counts a write completing, or the
-   * kernel taking part of a pending one, as activity: the timeout fires when a write made no
-   * progress (or when nothing was written at all) for `ms`.
-   */
-  readonly setTimeout?: (ms: number, callback: () => void) => unknown
-  /** The connection (an HTTP/1.1 ServerResponse's socket). */
-  readonly socket?: { readonly destroy: () => void } | null
-}
-
 /**
  * One request's reply stream, fed by its generation and piped by the HTTP server into the response.
  *
@@ -52,13 +34,13 @@ interface Destination extends NodeJS.WritableStream {
  *
  * Nothing wedges it: a client holding more than `maxUnsentBytes` it was handed is dropped with a
  * resumable `slow_consumer` frame and its connection closed soon after; a write that makes no
- * progress for the stalled-write timeout closes the connection.
+ * progress for the stalled-write timeout closes the connection (WatchedBody).
  *
  * However it ends, the request is recorded once: with the generation's outcome when the client got
  * the terminal frame, otherwise as detached, and then it is detached (which aborts the upstream call
  * when it was the last request on it). A client hanging up destroys the body, which ends it so.
  */
-export class ListenerBody extends Readable implements FrameSink {
+export class ListenerBody extends WatchedBody implements FrameSink {
   private lastType: string | undefined
   private lastId: number
   private finished = false
@@ -72,17 +54,10 @@ export class ListenerBody extends Readable implements FrameSink {
   private held: Array<Frame> | undefined
   /** `end` came during the replay: end once it is over. */
   private endAfterReplay = false
-  /** The response it is piped into, and whether the last write to it is waiting for a drain. */
-  private destination: Destination | undefined
-  /** The response's connection, taken when piped: a finished response lets go of it. */
-  private socket: { readonly destroy: () => void } | undefined
-  /** Dropped as slow before it was piped: close the connection once it is. */
-  private closeWhenPiped = false
   private readonly generation: Generation
   private readonly requestId: RequestId
   private readonly format: ListenerFormat
   private readonly onEnd: (outcome: GenerationOutcome | "detached") => void
-  private readonly stalledWriteMs: number
 
   constructor(
     generation: Generation,
@@ -96,13 +71,12 @@ export class ListenerBody extends Readable implements FrameSink {
     stalledWriteMs: number,
   ) {
     // A replay chunk at a time: what a client that reads nothing holds is about one chunk.
-    super({ highWaterMark: replayChunkBytes })
+    super(stalledWriteMs, { highWaterMark: replayChunkBytes })
     this.generation = generation
     this.requestId = requestId
     this.format = format
     this.onEnd = onEnd
     this.lastId = afterId
-    this.stalledWriteMs = stalledWriteMs
     for (const bytes of head) this.push(bytes)
   }
 
@@ -214,38 +188,7 @@ export class ListenerBody extends Readable implements FrameSink {
     this.push(this.format.fellBehind(Math.max(lastId, this.lastId)))
     this.end()
     // It reads too slowly to be left holding a connection: bounded time to flush the last frame.
-    if (this.destination === undefined) this.closeWhenPiped = true
-    else this.closeSoon(this.destination)
-  }
-
-  // The HTTP server pipes the body into its response: that is the connection to watch and close.
-  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
-    const dest = destination as Destination
-    this.destination = dest
-    this.socket = dest.socket ?? undefined
-    // Node's own socket timer, kept by Node per write: nothing per frame here.
-    dest.setTimeout?.(this.stalledWriteMs, this.checkStalled)
-    if (this.closeWhenPiped) this.closeSoon(dest)
-    return super.pipe(destination, options)
-  }
-
-  /** The connection was inactive for the timeout: stalled if bytes wait for the client, else just quiet. */
-  private readonly checkStalled = () => {
-    const dest = this.destination
-    if (dest !== undefined && (dest.writableLength ?? 0) > 0) this.closeConnection(dest)
-  }
-
-  /** Closes the connection once its last bytes are flushed, or after `slowConsumerCloseMs` anyway. */
-  private closeSoon(dest: Destination) {
-    if (dest.writableFinished === true) return this.closeConnection(dest)
-    const close = () => {
-      clearTimeout(timer)
-      this.closeConnection(dest)
-    }
-    const timer = setTimeout(close, slowConsumerCloseMs)
-    timer.unref()
-    dest.once("finish", close)
-    dest.once("close", () => clearTimeout(timer))
+    this.closeAfterFlush()
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void) {
@@ -261,13 +204,6 @@ export class ListenerBody extends Readable implements FrameSink {
       this.generation.detachUnsafe(this.requestId, this)
     }
     callback(error)
-  }
-
-  /** Destroys the connection under the response (the response itself when there is no socket). */
-  private closeConnection(dest: Destination) {
-    if (this.socket !== undefined) this.socket.destroy()
-    else if (dest.destroyed !== true && "destroy" in dest && typeof dest.destroy === "function")
-      dest.destroy()
   }
 }
 

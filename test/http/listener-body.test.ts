@@ -4,12 +4,8 @@ import { describe, expect, it } from "vitest"
 import type { RequestId } from "../../src/domain/ids.ts"
 import type { Generation, GenerationOutcome } from "../../src/engine/generations.ts"
 import { type Frame, FrameLog, type FrameSink, frame } from "../../src/engine/sse-frames.ts"
-import {
-  ListenerBody,
-  type ListenerFormat,
-  maxUnsentBytes,
-  slowConsumerCloseMs,
-} from "../../src/http/listener-body.ts"
+import { ListenerBody, type ListenerFormat, maxUnsentBytes } from "../../src/http/listener-body.ts"
+import { BytesBody, slowConsumerCloseMs } from "../../src/http/watched-body.ts"
 
 const requestId = "00000000-0000-4000-8000-000000000001" as RequestId
 const decoder = new TextDecoder()
@@ -177,6 +173,13 @@ describe("a reply body", () => {
     // Within the grace, not the 30 s stalled-write timeout.
     expect(await until(() => closed() > 0, slowConsumerCloseMs + 2_000)).toBe(true)
     expect(await until(() => detached.length > 0)).toBe(true)
+  })
+
+  it("a stored reply its client reads nothing of closes its connection after the stalled-write timeout", async () => {
+    const body = new BytesBody(new Uint8Array(256 * 1024), 100)
+    const { response, closed } = stuckResponse()
+    pipeline(body, response).catch(() => {})
+    expect(await until(() => closed() > 0)).toBe(true)
   })
 
   it("frames offered together (the events of one upstream read) go out as one chunk", async () => {
