@@ -101,6 +101,7 @@ const fanOut = async (engineOf: Turns["Service"], runIn: Runner) => {
         "follower",
         -1,
         () => {},
+        30_000,
       )
       return new Promise<void>((resolve) => {
         body.on("data", () => {

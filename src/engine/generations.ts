@@ -674,7 +674,7 @@ class LiveGeneration implements Generation {
 
   subscribe(requestId: RequestId, afterId: number, sink: FrameSink) {
     // Replay and registration in one synchronous step: no emit can fall between them.
-    if (!sink.replay(this.log.after(afterId))) sink.fellBehind(afterId)
+    if (!sink.replay(this.log, afterId)) sink.fellBehind(afterId)
     else if (this.ended) sink.end()
     else {
       // A reconnect takes its request over from the hold, and a stream over from its request's wait
@@ -695,7 +695,7 @@ class LiveGeneration implements Generation {
         (queue) =>
           Effect.sync(() => {
             this.subscribe(requestId, afterId, {
-              replay: (frames) => Queue.offerAllUnsafe(queue, frames).length === 0,
+              replay: () => Queue.offerAllUnsafe(queue, this.log.after(afterId)).length === 0,
               offer: (f) => Queue.offerUnsafe(queue, f),
               end: () => Queue.endUnsafe(queue),
               fellBehind: (lastId) => Queue.failCauseUnsafe(queue, Cause.fail(new SlowListener({ lastId }))),

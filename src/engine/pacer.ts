@@ -48,6 +48,12 @@ interface ProviderPacer {
   timer: ReturnType<typeof setTimeout> | undefined
 }
 
+/**
+ * Node's longest timer: a `setTimeout` past it fires after 1 ms, which would make `dispatch` spin
+ * on a far-off pause instead of sleeping through it.
+ */
+export const maxTimerMs = 2 ** 31 - 1
+
 /** A ticket outside any pacer, dispatched at once: for tests of what runs behind the pacer. */
 export const unpacedTicket: Ticket = {
   dispatched: Effect.succeed(0),
@@ -60,7 +66,8 @@ export const unpacedTicket: Ticket = {
  * Per provider: a token bucket (`<P>_RPS`, `<P>_BURST`) and a concurrency limit
  * (`<P>_CONCURRENCY`) in front of every upstream call, with a bounded wait queue (`<P>_MAX_QUEUE`,
  * `PACER_MAX_WAIT_MS`) served round-robin by org. It adapts: a RateLimited answer pauses dispatch
- * for the provider's retry delay and halves concurrency, which then grows back by one per success.
+ * for the provider's retry delay (at most `UPSTREAM_MAX_PAUSE_MS`) and halves concurrency, which
+ * then grows back by one per success.
  */
 export class Pacer extends Context.Service<
   Pacer,
@@ -76,6 +83,10 @@ export class Pacer extends Context.Service<
       const config = yield* AppConfig
       const now = () => performance.now()
       const pacers = new Map<ProviderName, ProviderPacer>()
+      // A provider's hint (`retry-after: 86400`, `x-ratelimit-reset-requests: 999h`, …) holds its
+      // dispatch for at most UPSTREAM_MAX_PAUSE_MS: a bogus or hostile hint cannot wedge it.
+      const clampPause = (ms: number) =>
+        Number.isFinite(ms) ? Math.min(Math.max(0, ms), config.upstreamMaxPauseMs) : config.upstreamMaxPauseMs
       // Every waiter's PACER_MAX_WAIT_MS on one timer, not a racing sleep fiber per request.
       const deadlines = makeDeadlines(now)
       for (const name of providerNames) {
@@ -107,10 +118,13 @@ export class Pacer extends Context.Service<
           const wait = Math.max(pacer.pausedUntil - t, msUntilToken(pacer.bucket, t))
           if (wait > 0) {
             if (pacer.timer === undefined) {
-              pacer.timer = setTimeout(() => {
-                pacer.timer = undefined
-                dispatch(pacer)
-              }, Math.ceil(wait))
+              pacer.timer = setTimeout(
+                () => {
+                  pacer.timer = undefined
+                  dispatch(pacer)
+                },
+                Math.min(Math.ceil(wait), maxTimerMs),
+              )
             }
             return
           }
@@ -154,7 +168,7 @@ export class Pacer extends Context.Service<
             released = true
             pacer.inFlight--
             if (error?._tag === "RateLimited") {
-              pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + (error.retryAfterMs ?? 1000))
+              pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + clampPause(error.retryAfterMs ?? 1000))
               pacer.concurrencyLimit = Math.max(1, Math.floor(pacer.concurrencyLimit / 2))
             } else if (error === undefined && pacer.concurrencyLimit < pacer.maxConcurrency) {
               pacer.concurrencyLimit++
@@ -192,7 +206,7 @@ export class Pacer extends Context.Service<
             )
           }
           const pause = (ms: number) => {
-            pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + ms)
+            pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + clampPause(ms))
           }
           return Effect.succeed<Ticket>({ dispatched, release, abandon, pause })
         })

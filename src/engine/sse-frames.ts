@@ -48,8 +48,12 @@ export const keepaliveFrame: Frame = { id: -1, type: "keepalive", data: {}, byte
  * frame): an HTTP reply body encodes and writes each frame as it comes.
  */
 export interface FrameSink {
-  /** The frames emitted before it joined; false: too many to take (it then `fellBehind`). */
-  readonly replay: (frames: ReadonlyArray<Frame>) => boolean
+  /**
+   * The frames emitted before it joined: those of `log` after `afterId`. The log is the
+   * generation's own, shared: a sink reads it as it can send, with no copy per joiner. False: too
+   * many to take (it then `fellBehind`).
+   */
+  readonly replay: (log: FrameSource, afterId: number) => boolean
   /** A live frame; false: the listener is too far behind and is dropped (it then `fellBehind`). */
   readonly offer: (f: Frame) => boolean
   /** No more frames: the generation ended after its terminal frame, or the listener was detached. */
@@ -58,18 +62,47 @@ export interface FrameSink {
   readonly fellBehind: (lastId: number) => void
 }
 
+/** A generation's frames, read by id: what a listener replays from. */
+export interface FrameSource {
+  /** The id after the last frame (0 while there is none). */
+  readonly end: number
+  /** The frame with this id; undefined outside the log. */
+  readonly at: (id: number) => Frame | undefined
+}
+
 /**
  * A generation's frames in id order (ids are consecutive from the first one pushed), for
  * replaying to late joiners and reconnects. Once the generation ended, `compact` folds the deltas
  * into one string and their boundaries: a finished reply is kept a while for joiners, and a few
  * hundred bytes per reply instead of an object per token keeps that retention cheap for the GC.
  */
-export class FrameLog {
+export class FrameLog implements FrameSource {
   private frames: Array<Frame> = []
   private folded: FoldedDeltas | undefined
+  /** The id of the first frame pushed; undefined while there is none. */
+  private first: number | undefined
 
   push(f: Frame) {
+    this.first ??= f.id
     this.frames.push(f)
+  }
+
+  get end() {
+    return this.first === undefined ? 0 : this.first + this.length
+  }
+
+  /** O(1); a folded delta is made again (a small object), for the listener that reads it. */
+  at(id: number): Frame | undefined {
+    const first = this.first
+    if (first === undefined || id < first) return undefined
+    const folded = this.folded
+    if (folded === undefined || id < folded.firstId) return this.frames[id - first]
+    const i = id - folded.firstId
+    if (i < folded.ends.length) {
+      return frame(id, "delta", { text: folded.text.slice(folded.ends[i - 1] ?? 0, folded.ends[i]) })
+    }
+    // After the deltas: the frames kept after those before the deltas.
+    return this.frames[folded.firstId - first + i - folded.ends.length]
   }
 
   /** The frames with an id above `afterId`, in order. */

@@ -35,7 +35,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     const messages = yield* MessagesRepo
     const turns = yield* Turns
     const generations = yield* Generations
-    const { maxTitleChars, maxListenersPerGeneration: maxListeners } = yield* AppConfig
+    const { maxTitleChars, maxListenersPerGeneration: maxListeners, stalledWriteTimeoutMs } = yield* AppConfig
 
     return handlers.handleAll({
       createThread: Effect.fn("http.createThread")(function* ({ payload }) {
@@ -72,7 +72,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         if (stream) {
           return yield* turns.start(input).pipe(
             // A raw response: HttpApi sends an HttpServerResponse as it is.
-            Effect.map((turn) => turnStream(turn) as unknown as string),
+            Effect.map((turn) => turnStream(turn, stalledWriteTimeoutMs) as unknown as string),
             withRetryAfter,
             Effect.mapError(toApiError),
           )
@@ -84,7 +84,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         const request = yield* HttpServerRequest.HttpServerRequest
         const input = turnInput(request.headers, org, params.thread_id, payload, "stream")
         return yield* turns.start(input).pipe(
-          Effect.map((turn) => turnStream(turn) as unknown as string),
+          Effect.map((turn) => turnStream(turn, stalledWriteTimeoutMs) as unknown as string),
           withRetryAfter,
           Effect.mapError(toApiError),
         )
@@ -107,7 +107,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
           const requestId = generation.isListening(params.request_id) ? newRequestId() : params.request_id
           if (requestId !== params.request_id) generations.alias(requestId, generation)
           return sseResponse(
-            listenBody(requestId, generation, "follower", afterId, () => {}),
+            listenBody(requestId, generation, "follower", afterId, () => {}, stalledWriteTimeoutMs),
           ) as unknown as string
         }
         const stored = yield* messages
@@ -116,7 +116,12 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         if (Option.isNone(stored) || stored.value.thread_id !== params.thread_id) {
           return yield* toApiError(new RequestNotFound({ message: `request ${params.request_id} not found` }))
         }
-        return storedReplyStream(params.request_id, stored.value, afterId) as unknown as string
+        return storedReplyStream(
+          params.request_id,
+          stored.value,
+          afterId,
+          stalledWriteTimeoutMs,
+        ) as unknown as string
       }),
       cancel: Effect.fn("http.cancel")(function* ({ params, query }) {
         const org = yield* CurrentOrg

@@ -131,7 +131,7 @@ const usageOf = (usage: Usage | null | undefined) =>
 const slowConsumer = sse(errorBody("api_error", "slow_consumer", "the client fell too far behind"))
 
 /** OpenAI's chunk stream for one request: a role chunk at once, content chunks, finish, usage, `[DONE]`. */
-const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
+const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean, stalledWriteMs: number) => {
   const id = `chatcmpl-${turn.requestId}`
   const created = Math.floor(Date.now() / 1000)
   const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
@@ -176,6 +176,7 @@ const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean) => {
     format,
     [sse(chunk({ role: "assistant", content: "" }, null))],
     turn.record,
+    stalledWriteMs,
   )
 }
 
@@ -207,6 +208,8 @@ interface CompletionLimits {
   readonly modelAliases: ReadonlyMap<string, ModelTarget>
   readonly maxMessagesPerRequest: number
   readonly maxContentChars: number
+  /** STALLED_WRITE_TIMEOUT_MS: a stream whose client reads nothing this long is closed. */
+  readonly stalledWriteTimeoutMs: number
 }
 
 /** The body as JSON, or the 400/413 answer it deserves. */
@@ -267,7 +270,7 @@ const outOfBounds = (json: unknown, limits: CompletionLimits) => {
 
 const completions = (limits: CompletionLimits, expectedModel: string) =>
   Effect.gen(function* () {
-    const { modelAliases } = limits
+    const { modelAliases, stalledWriteTimeoutMs: stalledWriteMs } = limits
     const request = yield* HttpServerRequest.HttpServerRequest
     const turns = yield* Turns
     const org = orgOf(request.headers)
@@ -347,7 +350,9 @@ const completions = (limits: CompletionLimits, expectedModel: string) =>
     if (stream) {
       const turn = yield* turns.start(input).pipe(Effect.result)
       if (turn._tag === "Failure") return fromDescribed(turn.failure)
-      return sseResponse(chunkBody(turn.success, body.model, body.stream_options?.include_usage === true))
+      return sseResponse(
+        chunkBody(turn.success, body.model, body.stream_options?.include_usage === true, stalledWriteMs),
+      )
     }
     const result = yield* turns.complete(input).pipe(Effect.result)
     if (result._tag === "Failure") return fromDescribed(result.failure)

@@ -7,6 +7,7 @@ import type { Generation, GenerationOutcome } from "../engine/generations.ts"
 import { frame } from "../engine/sse-frames.ts"
 import type { StartedTurn } from "../engine/turns.ts"
 import { type ListenerBody, type ListenerFormat, subscribeBody } from "./listener-body.ts"
+import { BytesBody } from "./watched-body.ts"
 
 const sseHeaders = {
   contentType: "text/event-stream",
@@ -53,6 +54,8 @@ export const listenBody = (
   coalesce: string,
   afterId: number,
   onEnd: (outcome: GenerationOutcome | "detached") => void,
+  /** STALLED_WRITE_TIMEOUT_MS. */
+  stalledWriteMs: number,
 ): ListenerBody =>
   subscribeBody(
     generation,
@@ -61,17 +64,24 @@ export const listenBody = (
     dacFormat,
     headFrames(requestId, generation, coalesce, afterId),
     onEnd,
+    stalledWriteMs,
   )
 
 /** A fresh streamed turn. */
-export const turnStream = (turn: StartedTurn) =>
-  sseResponse(listenBody(turn.requestId, turn.generation, turn.coalesce, -1, turn.record))
+export const turnStream = (turn: StartedTurn, stalledWriteMs: number) =>
+  sseResponse(listenBody(turn.requestId, turn.generation, turn.coalesce, -1, turn.record, stalledWriteMs))
 
 /**
  * A finished reply no longer in memory, from the store: the whole text as one `delta`, then its
  * terminal event. (A client resuming that late should replace what it has, not append.)
  */
-export const storedReplyStream = (requestId: RequestId, message: Message, afterId: number) => {
+export const storedReplyStream = (
+  requestId: RequestId,
+  message: Message,
+  afterId: number,
+  /** STALLED_WRITE_TIMEOUT_MS: a client reading none of it does not keep it (and its socket). */
+  stalledWriteMs: number,
+) => {
   const frames = [
     frame(0, "ping", {}),
     frame(1, "meta", {
@@ -96,7 +106,7 @@ export const storedReplyStream = (requestId: RequestId, message: Message, afterI
           })
         : frame(3, "cancelled", {}),
   ].filter((f) => f.id > afterId || f.id >= 2)
-  return sseResponse(Buffer.concat(frames.map((f) => f.bytes)))
+  return sseResponse(new BytesBody(Buffer.concat(frames.map((f) => f.bytes)), stalledWriteMs))
 }
 
 /** `Last-Event-ID` as a number, or -1 (everything) when absent or malformed. */

@@ -33,6 +33,7 @@ export const sseOrJson =
       return {
         onBytes: (bytes) => {
           parts.push(bytes)
+          return true
         },
         onEnd: () => {
           const value = parseJson(Buffer.concat(parts).toString("utf8"))
@@ -42,12 +43,21 @@ export const sseOrJson =
         },
       }
     }
-    const sse = makeSseDecoder(on.event)
+    // Whether the chunk being read dispatched an event: one flag per response, nothing per chunk.
+    let dispatched = false
+    const sse = makeSseDecoder((event, data) => {
+      dispatched = true
+      on.event(event, data)
+    })
     const check = (problem: string | undefined) => {
       if (problem !== undefined) sink.fail(new StreamFailed({ provider, message: problem }))
     }
     return {
-      onBytes: (bytes) => check(sse.push(bytes)),
+      onBytes: (bytes) => {
+        dispatched = false
+        check(sse.push(bytes))
+        return dispatched
+      },
       onEnd: () => {
         check(sse.end())
         on.end()

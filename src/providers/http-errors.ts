@@ -41,6 +41,16 @@ export const parseDurationMs = (text: string): number | undefined => {
   return matched > 0 && matched === trimmed.length ? Math.round(total) : undefined
 }
 
+/**
+ * The longest hint passed on: Node's longest timer. A hint is the provider's to write
+ * (`retry-after: 1e400` parses as Infinity); the pacer then caps it at UPSTREAM_MAX_PAUSE_MS.
+ */
+export const maxHintMs = 2 ** 31 - 1
+
+/** A parsed hint as a finite, non-negative number of milliseconds (undefined stays undefined). */
+const bounded = (ms: number | undefined) =>
+  ms === undefined || Number.isNaN(ms) ? undefined : Math.min(Math.max(0, ms), maxHintMs)
+
 /** `retry-after` is either delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
 const parseRetryAfter = (value: string, now: number): number | undefined => {
   if (/^\s*\d+(\.\d+)?\s*$/.test(value)) return Math.round(Number(value) * 1000)
@@ -132,7 +142,7 @@ export const exhaustedResetMs = (headers: ResponseHeaders, now: number): number 
   if (!openAiLimits.some(usedUp) && !anthropicLimits.some(usedUp)) return undefined
   for (const resets of providerLimitResets(headers, now)) {
     const found = longest(resets.filter((r) => r.exhausted))
-    if (found !== undefined) return found
+    if (found !== undefined) return bounded(found)
   }
   return undefined
 }
@@ -144,11 +154,11 @@ export const exhaustedResetMs = (headers: ResponseHeaders, now: number): number 
  */
 export const retryAfterMs = (headers: ResponseHeaders, details: unknown, now: number): number | undefined => {
   const ms = header(headers, "retry-after-ms")
-  if (ms !== undefined && Number.isFinite(Number(ms))) return Math.max(0, Math.round(Number(ms)))
+  if (ms !== undefined && Number.isFinite(Number(ms))) return bounded(Math.round(Number(ms)))
   const after = header(headers, "retry-after")
   const fromAfter = after === undefined ? undefined : parseRetryAfter(after, now)
-  if (fromAfter !== undefined) return fromAfter
-  return retryInfoMs(details) ?? resetFromLimits(headers, now)
+  if (fromAfter !== undefined) return bounded(fromAfter)
+  return bounded(retryInfoMs(details) ?? resetFromLimits(headers, now))
 }
 
 /** What the error envelopes of OpenAI, Anthropic, Gemini and OpenRouter have in common. */

@@ -25,8 +25,8 @@ import { retryBeforeFirstByte } from "./retry.ts"
  *
  * The bridge works in undici's own callbacks: the first body chunk emits FirstByte before anything
  * parses it, each chunk goes straight to the adapter's decoder and its events straight to the
- * listener (no queue, no fiber hop per token), and one Node timer (refreshed per chunk, no
- * allocation) enforces the first-byte and idle timeouts. Ending the call early (the caller is
+ * listener (no queue, no fiber hop per token), and one Node timer (refreshed per chunk that made
+ * progress, no allocation) enforces the first-byte and idle timeouts. Ending the call early (the caller is
  * interrupted, a decoder fails, a timeout fires) aborts the request, which closes the socket of a
  * response that was still streaming.
  */
@@ -42,7 +42,12 @@ export interface EventSink {
  * a body that ends without its finish is a truncated reply.
  */
 export interface BodyDecoder {
-  readonly onBytes: (bytes: Uint8Array) => void
+  /**
+   * Reads one chunk; true when it made progress (an SSE event or a JSON body's bytes), false when
+   * it only carried what makes no event (`: keepalive` comments, a partial line): the idle timeout
+   * counts from the last progress, so a provider that only sends keepalives times out.
+   */
+  readonly onBytes: (bytes: Uint8Array) => boolean
   readonly onEnd: () => void
 }
 
@@ -166,7 +171,7 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
             ? new Timeout({
                 provider,
                 phase: "idle",
-                message: `no data from ${provider} for ${timeouts.idleMs} ms`,
+                message: `no event from ${provider} for ${timeouts.idleMs} ms`,
               })
             : new Timeout({
                 provider,
@@ -200,17 +205,16 @@ export const makeUpstreamClient = Effect.fn("UpstreamClient.make")(function* (
               errorSize += chunk.length
               return
             }
-            if (firstByte) {
-              timer.refresh()
-            } else {
+            if (!firstByte) {
               firstByte = true
               onEvent(FirstByte)
               if (pauseMs !== undefined) onEvent(rateLimitHint(pauseMs))
-              // From here on the timer measures the gaps between chunks.
+              // From here on the timer measures the gaps between chunks that decode to something.
               clearTimeout(timer)
               timer = setTimeout(onTimeout, timeouts.idleMs)
             }
-            decoder!.onBytes(chunk)
+            // Only a chunk that made an event moves the idle deadline: keepalive comments alone do not.
+            if (decoder!.onBytes(chunk) && !settled) timer.refresh()
           },
           onResponseEnd: () => {
             completed = true

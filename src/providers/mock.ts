@@ -11,7 +11,10 @@ import {
   textDelta,
 } from "./provider.ts"
 
-/** The mock's models: a fast normal stream, one that fails half way, one that never ends until interrupted. */
+/**
+ * The mock's models: a fast normal stream, one that fails half way, one that never ends until
+ * interrupted (or, given `max_tokens`, ends after that many tokens with finish `length`).
+ */
 export const mockModels = {
   fast: "faststream-ttft",
   failing: "failing-midstream",
@@ -62,17 +65,23 @@ export const makeMockProvider = (settings: MockSettings): ProviderAdapter => {
             Effect.fail(new StreamFailed({ provider: "mock", message: "mock upstream failed mid-stream" })),
           ),
         )
-      case mockModels.endless:
+      case mockModels.endless: {
+        const endless = Effect.andThen(
+          Effect.sleep(Math.max(1, settings.tokenIntervalMs)),
+          Effect.sync(() => onEvent(textDelta(" and"))),
+        )
+        // Endless unless the request caps it: then it stops as a real model does at the cap.
+        if (request.maxTokens === undefined) return firstByte.pipe(Effect.andThen(Effect.forever(endless)))
+        const maxTokens = Math.max(1, request.maxTokens)
         return firstByte.pipe(
+          Effect.andThen(Effect.repeat(endless, { times: maxTokens - 1 })),
           Effect.andThen(
-            Effect.forever(
-              Effect.andThen(
-                Effect.sleep(Math.max(1, settings.tokenIntervalMs)),
-                Effect.sync(() => onEvent(textDelta(" and"))),
-              ),
+            Effect.sync(() =>
+              onEvent(finish("length", { input_tokens: estimateTokens(request), output_tokens: maxTokens })),
             ),
           ),
         )
+      }
       default:
         return firstByte.pipe(
           Effect.andThen(tokens(count, onEvent)),

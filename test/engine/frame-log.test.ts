@@ -49,13 +49,27 @@ const logOf = (frames: ReadonlyArray<Frame>) => {
 /** Peeks at the private state only to know which read path a test exercised. */
 const isFolded = (log: FrameLog) => (log as unknown as { folded: unknown }).folded !== undefined
 
-/** `after(n)` for every n from (first id − 2) to (last id + 1). */
+/** What a listener reads with a cursor: `at(id)` from `afterId + 1` up to `end`. */
+const readByCursor = (log: FrameLog, afterId: number) => {
+  const out: Array<Frame> = []
+  for (let id = afterId + 1; id < log.end; id++) {
+    const f = log.at(id)
+    if (f !== undefined) out.push(f)
+  }
+  return out
+}
+
+/** `after(n)` for every n from (first id − 2) to (last id + 1); a cursor reads the same. */
 const readAll = (log: FrameLog, frames: ReadonlyArray<Frame>) => {
   const first = frames[0]?.id ?? 0
   const last = frames.at(-1)?.id ?? 0
   const reads: Array<{ afterId: number; frames: ReturnType<typeof view> }> = []
-  for (let afterId = first - 2; afterId <= last + 1; afterId++)
-    reads.push({ afterId, frames: view(log.after(afterId)) })
+  for (let afterId = first - 2; afterId <= last + 1; afterId++) {
+    const read = view(log.after(afterId))
+    expect(view(readByCursor(log, afterId))).toEqual(read)
+    reads.push({ afterId, frames: read })
+  }
+  if (frames.length > 0) expect(log.end).toBe(last + 1)
   return reads
 }
 

@@ -90,8 +90,11 @@ const stallingSink = (room: number) => {
   let droppedAfter: number | undefined
   let ended = false
   const sink: FrameSink = {
-    replay: (replayed) => {
-      frames.push(...replayed)
+    replay: (log, afterId) => {
+      for (let id = afterId + 1; id < log.end; id++) {
+        const f = log.at(id)
+        if (f !== undefined) frames.push(f)
+      }
       return true
     },
     offer: (f) => {

@@ -3,6 +3,8 @@ import {
   cleanMessage,
   errorFromResponse,
   errorFromTransport,
+  exhaustedResetMs,
+  maxHintMs,
   parseDurationMs,
   retryAfterMs,
 } from "../../src/providers/http-errors.ts"
@@ -19,6 +21,16 @@ describe("retry hints", () => {
     expect(parseDurationMs("2")).toBe(2_000)
     expect(parseDurationMs("soon")).toBeUndefined()
     expect(parseDurationMs("5x")).toBeUndefined()
+  })
+
+  it("passes on no hint a timer cannot hold: finite, at most Node's longest timer", () => {
+    expect(retryAfterMs({ "retry-after": "9".repeat(400) }, undefined, now)).toBe(maxHintMs)
+    expect(retryAfterMs({ "retry-after-ms": "1e300" }, undefined, now)).toBe(maxHintMs)
+    expect(retryAfterMs({ "x-ratelimit-reset-requests": "999h" }, undefined, now)).toBe(maxHintMs)
+    const retryInfo = [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "99999999s" }]
+    expect(retryAfterMs({}, retryInfo, now)).toBe(maxHintMs)
+    const usedUp = { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "999h" }
+    expect(exhaustedResetMs(usedUp, now)).toBe(maxHintMs)
   })
 
   it("reads retry-after as seconds or as an HTTP date", () => {

@@ -179,6 +179,29 @@ describe("no retry after the first byte", () => {
     }),
   )
 
+  it.live("an upstream that only sends keepalive comments is idle: Timeout in phase idle", () =>
+    Effect.gen(function* () {
+      const comment = ": keepalive\n\n"
+      const body = new TextEncoder().encode(comment.repeat(40))
+      fake.on("openai", {
+        transcript: {
+          name: "keepalives-only",
+          status: 200,
+          statusText: "OK",
+          headers: [["content-type", "text/event-stream"]],
+          body,
+        },
+        // A comment every 50 ms for 2 s: each chunk would have refreshed a per-chunk idle timer.
+        split: Array.from({ length: 39 }, (_, i) => (i + 1) * comment.length),
+        writeDelayMs: 50,
+      })
+      const adapter = yield* adapterFor(fake, "openai", { idleMs: 300 })
+      const outcome = yield* collect(adapter.stream(requestFor("openai")))
+      // Refreshed per chunk, the timer would have let the body end, truncated (StreamFailed).
+      expect(outcome.error).toMatchObject({ _tag: "Timeout", phase: "idle", code: "upstream_timeout" })
+    }),
+  )
+
   it.live("a first-byte timeout with no attempts left is a Timeout in phase first_byte", () =>
     Effect.gen(function* () {
       fake.on("openai", { transcript: "openai-chat-stream", hangBeforeHeaders: true })
