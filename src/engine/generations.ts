@@ -29,7 +29,7 @@ import { type FinishTurn, MessagesRepo, withOutcome } from "../store/messages-re
 import { tracedFn, withPerCallSpan } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
-import { type Frame, FrameLog, type FrameSink, frame, keepaliveFrame } from "./sse-frames.ts"
+import { type Frame, FrameLog, type FrameSink, frame, keepaliveFrame, requestFrame } from "./sse-frames.ts"
 
 /** Node's timers take at most 2^31-1 ms; a longer delay would fire at once. */
 const maxTimerMs = 2 ** 31 - 1
@@ -695,7 +695,11 @@ class LiveGeneration implements Generation {
         (queue) =>
           Effect.sync(() => {
             this.subscribe(requestId, afterId, {
-              replay: () => Queue.offerAllUnsafe(queue, this.log.after(afterId)).length === 0,
+              replay: () =>
+                Queue.offerAllUnsafe(
+                  queue,
+                  this.log.after(afterId).filter((f) => f.only === undefined || f.only === requestId),
+                ).length === 0,
               offer: (f) => Queue.offerUnsafe(queue, f),
               end: () => Queue.endUnsafe(queue),
               fellBehind: (lastId) => Queue.failCauseUnsafe(queue, Cause.fail(new SlowListener({ lastId }))),
@@ -734,8 +738,14 @@ class LiveGeneration implements Generation {
 
   cancelRequest(requestId: RequestId): Effect.Effect<void> {
     return Effect.suspend(() => {
-      // Its stream ends with `cancelled`; detaching then ends it like any other.
-      this.listeners.get(requestId)?.offer(frame(this.nextId, "cancelled", {}))
+      // Its stream ends with `cancelled`, an event of its own in the log (ids there are
+      // consecutive); detaching then ends it like any other.
+      const sink = this.listeners.get(requestId)
+      if (sink !== undefined) {
+        const cancelled = requestFrame(this.nextId++, "cancelled", requestId)
+        this.log.push(cancelled)
+        sink.offer(cancelled)
+      }
       return this.detach(requestId)
     })
   }

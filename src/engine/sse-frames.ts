@@ -11,6 +11,8 @@ export interface Frame {
   /** The event's fields, for listeners that speak another format (the OpenAI-compatible endpoint). */
   readonly data: Readonly<Record<string, unknown>>
   readonly bytes: Uint8Array
+  /** Set on a frame of one request's stream only (see `requestFrame`). */
+  readonly only?: string
 }
 
 class LazyFrame implements Frame {
@@ -33,6 +35,22 @@ class LazyFrame implements Frame {
 
 export const frame = (id: number, type: string, data: Readonly<Record<string, unknown>>): Frame =>
   new LazyFrame(id, type, data)
+
+/** A frame of one request's stream only (its own `cancelled`): in the log, never replayed to others. */
+class RequestFrame extends LazyFrame {
+  readonly only: string
+  constructor(id: number, type: string, only: string) {
+    super(id, type, {})
+    this.only = only
+  }
+}
+
+/**
+ * One request's own event, with an id of its own in the generation's sequence (so a resume from
+ * it misses nothing); the other listeners never see it, and see a gap in the ids there.
+ */
+export const requestFrame = (id: number, type: string, requestId: string): Frame =>
+  new RequestFrame(id, type, requestId)
 
 /** A comment line: keeps proxies and idle timers from closing a quiet stream. */
 export const keepaliveBytes = encoder.encode(": keepalive\n\n")

@@ -97,7 +97,8 @@ export class ListenerBody extends WatchedBody implements FrameSink {
       let bytes = 0
       while (this.cursor < log.end && bytes < replayChunkBytes) {
         const f = log.at(this.cursor++)
-        if (f === undefined) continue
+        // Another request's own event (its `cancelled`) is not this listener's.
+        if (f === undefined || (f.only !== undefined && f.only !== this.requestId)) continue
         this.lastType = f.type
         this.lastId = f.id
         const encoded = this.format.encode(f)

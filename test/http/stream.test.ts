@@ -219,6 +219,31 @@ describe("cancel", () => {
     expect((await assistantOf(threadId)).status).toBe("complete")
   })
 
+  it("the cancelled event has an id of its own: resuming from it misses nothing, and others never see it", async () => {
+    const threadId = await newThread()
+    const a = startStream(threadId)
+    await a.until((events) => deltas(events) >= 2)
+    const requestId = requestIdOf(a.events)
+    const b = join(threadId, requestId)
+    await b.until((events) => deltas(events) >= 3)
+    await client().post(`/api/threads/cancel/${requestId}`)
+    await a.done
+    const cancelled = a.events.at(-1)!
+    expect(cancelled.event).toBe("cancelled")
+    // Its id is new: no event a's stream had before, and none the generation emits after it.
+    expect(cancelled.id).toBeGreaterThan(a.events.at(-2)!.id)
+    await b.done
+    expect(b.events.map((e) => e.id)).not.toContain(cancelled.id)
+    // a resumes from its cancelled event and gets exactly what came after it.
+    const resumed = join(threadId, requestId, cancelled.id)
+    await resumed.done
+    const after = (events: ReadonlyArray<ParsedEvent>) =>
+      events.filter((e) => e.id > cancelled.id).map((e) => [e.id, e.event, e.data.text])
+    expect(after(resumed.events)).toEqual(after(b.events))
+    expect(a.text() + resumed.text()).toBe(mockReplyText(tokens))
+    expect(terminal(b.events).map((e) => e.event)).toEqual(["done"])
+  })
+
   it("the last listener cancelling stops the generation and keeps the partial text as cancelled", async () => {
     const threadId = await newThread()
     const a = startStream(threadId, "never-ending")
