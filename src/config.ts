@@ -137,6 +137,16 @@ const nonNegativeInt = (name: string, fallback: number) =>
     Config.withDefault(fallback),
   )
 
+/** Node's timers take at most 2^31-1 ms; a longer one would fire at once, so none is accepted. */
+const maxTimerMs = 2 ** 31 - 1
+
+/** A duration in milliseconds (`minimum` 0 or 1), within what a Node timer can wait. */
+const durationMs = (name: string, fallback: number, minimum: 0 | 1 = 1) =>
+  Config.schema(
+    Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum, maximum: maxTimerMs })),
+    name,
+  ).pipe(Config.withDefault(fallback))
+
 /** `1/0`, `true/false`, `yes/no`, `on/off`. */
 const flag = (name: string, fallback: boolean) => Config.Boolean(name).pipe(Config.withDefault(fallback))
 
@@ -244,22 +254,22 @@ export const appConfig = Config.all({
   maxTitleChars: positiveInt("MAX_TITLE_CHARS", 1_000),
   maxMessagesPerRequest: positiveInt("MAX_MESSAGES_PER_REQUEST", 1_000),
   maxHeaderBytes: positiveInt("MAX_HEADER_BYTES", 16 * 1024),
-  generationMaxMs: positiveInt("GENERATION_MAX_MS", 10 * 60_000),
+  generationMaxMs: durationMs("GENERATION_MAX_MS", 10 * 60_000),
   generationMaxBytes: positiveInt("GENERATION_MAX_BYTES", 4 * 1024 * 1024),
   maxListenersPerGeneration: positiveInt("MAX_LISTENERS_PER_GENERATION", 1_000),
-  upstreamMaxPauseMs: positiveInt("UPSTREAM_MAX_PAUSE_MS", 60_000),
-  shutdownGraceMs: nonNegativeInt("SHUTDOWN_GRACE_MS", 10_000),
-  stalledWriteTimeoutMs: positiveInt("STALLED_WRITE_TIMEOUT_MS", 30_000),
+  upstreamMaxPauseMs: durationMs("UPSTREAM_MAX_PAUSE_MS", 60_000),
+  shutdownGraceMs: durationMs("SHUTDOWN_GRACE_MS", 10_000, 0),
+  stalledWriteTimeoutMs: durationMs("STALLED_WRITE_TIMEOUT_MS", 30_000),
   coalesceEnabled: flag("COALESCE_ENABLED", true),
   upstreamStream: Config.schema(UpstreamStreaming, "UPSTREAM_STREAM").pipe(
     Config.withDefault("threads" as const),
   ),
-  sseKeepaliveMs: positiveInt("SSE_KEEPALIVE_MS", 15_000),
-  reconnectGraceMs: nonNegativeInt("RECONNECT_GRACE_MS", 30_000),
+  sseKeepaliveMs: durationMs("SSE_KEEPALIVE_MS", 15_000),
+  reconnectGraceMs: durationMs("RECONNECT_GRACE_MS", 30_000, 0),
   streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
-  coalesceErrorTtlMs: nonNegativeInt("COALESCE_ERROR_TTL_MS", 2_000),
-  coalesceResultTtlMs: nonNegativeInt("COALESCE_RESULT_TTL_MS", 10_000),
-  pacerMaxWaitMs: positiveInt("PACER_MAX_WAIT_MS", 30_000),
+  coalesceErrorTtlMs: durationMs("COALESCE_ERROR_TTL_MS", 2_000, 0),
+  coalesceResultTtlMs: durationMs("COALESCE_RESULT_TTL_MS", 10_000, 0),
+  pacerMaxWaitMs: durationMs("PACER_MAX_WAIT_MS", 30_000),
   providers: Config.all({
     openai: providerConfig("openai"),
     anthropic: providerConfig("anthropic"),
@@ -269,11 +279,11 @@ export const appConfig = Config.all({
     mock: providerConfig("mock"),
   }),
   upstream: Config.all({
-    connectMs: positiveInt("UPSTREAM_CONNECT_TIMEOUT_MS", 5_000),
-    firstByteMs: positiveInt("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 60_000),
-    idleMs: positiveInt("UPSTREAM_IDLE_TIMEOUT_MS", 60_000),
+    connectMs: durationMs("UPSTREAM_CONNECT_TIMEOUT_MS", 5_000),
+    firstByteMs: durationMs("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 60_000),
+    idleMs: durationMs("UPSTREAM_IDLE_TIMEOUT_MS", 60_000),
     maxAttempts: positiveInt("UPSTREAM_MAX_ATTEMPTS", 3),
-    maxRetryDelayMs: positiveInt("UPSTREAM_MAX_RETRY_DELAY_MS", 10_000),
+    maxRetryDelayMs: durationMs("UPSTREAM_MAX_RETRY_DELAY_MS", 10_000),
   }),
   otel: Config.all({
     endpoint: Config.option(
@@ -283,14 +293,14 @@ export const appConfig = Config.all({
       Config.withDefault("http/protobuf" as const),
     ),
     serviceName: Config.String("OTEL_SERVICE_NAME").pipe(Config.withDefault("dac-gateway")),
-    traceDelayMs: positiveInt("OTEL_BSP_SCHEDULE_DELAY", 5_000),
-    metricIntervalMs: positiveInt("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
+    traceDelayMs: durationMs("OTEL_BSP_SCHEDULE_DELAY", 5_000),
+    metricIntervalMs: durationMs("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
   }),
   modelAliases,
   mock: Config.all({
-    ttftMs: nonNegativeInt("MOCK_TTFT_MS", 20),
+    ttftMs: durationMs("MOCK_TTFT_MS", 20, 0),
     tokens: positiveInt("MOCK_TOKENS", 24),
-    tokenIntervalMs: nonNegativeInt("MOCK_TOKEN_INTERVAL_MS", 3),
+    tokenIntervalMs: durationMs("MOCK_TOKEN_INTERVAL_MS", 3, 0),
   }),
 })
 

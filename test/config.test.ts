@@ -79,6 +79,9 @@ describe("configuration", () => {
     [{ COALESCE_ENABLED: "maybe" }, /COALESCE_ENABLED/],
     [{ UPSTREAM_STREAM: "sometimes" }, /UPSTREAM_STREAM/],
     [{ LOG_LEVEL: "loud" }, /LOG_LEVEL/],
+    // A longer timer would fire at once in Node.
+    [{ PACER_MAX_WAIT_MS: "2147483648" }, /PACER_MAX_WAIT_MS: Expected a value between 1 and 2147483647/],
+    [{ SHUTDOWN_GRACE_MS: "-1" }, /SHUTDOWN_GRACE_MS: Expected a value between 0 and 2147483647/],
     [{ MODEL_ALIASES: "fast=mock/faststream-ttft,claude" }, /MODEL_ALIASES: entry "claude" has no "="/],
     [
       { MODEL_ALIASES: " = mock/faststream-ttft" },
