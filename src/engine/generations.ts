@@ -278,11 +278,6 @@ export class Generations extends Context.Service<
         let queueWaitMs = 0
         let usage: Usage | null = null
         let finishReason: string | null = null
-        // Failed by either bound (time, size): the race below then interrupts the upstream call,
-        // which aborts its request; the text so far is kept.
-        const bound = Deferred.makeUnsafe<never, GenerationTimeout | GenerationTooLarge>()
-        const exceed = (error: GenerationTimeout | GenerationTooLarge) =>
-          Deferred.doneUnsafe(bound, Exit.fail(error))
 
         // Each event arrives synchronously from the adapter's I/O callback: no fiber hop per token.
         const upstream = spec.adapter
@@ -296,11 +291,11 @@ export class Generations extends Context.Service<
                 spec.ticket.pause(event.pauseMs)
                 break
               case "TextDelta": {
-                if (Deferred.isDoneUnsafe(bound)) break
+                if (generation.stopping) break
                 const text = storableText(event.text)
                 replyBytes += Buffer.byteLength(text)
                 if (replyBytes > config.generationMaxBytes) {
-                  exceed(
+                  generation.stop(
                     new GenerationTooLarge({
                       message: `the reply grew past ${config.generationMaxBytes} bytes (GENERATION_MAX_BYTES)`,
                     }),
@@ -328,8 +323,10 @@ export class Generations extends Context.Service<
               ),
             ),
           )
-        // Waits for the pacer, then calls upstream within the bounds; the slot goes back however the
-        // call ends.
+        // Waits for the pacer, then calls upstream; the slot goes back however the call ends. A
+        // bound reached (time, size) stops the generation: its fiber is interrupted, which aborts the
+        // upstream request, and it ends with that bound's error, its text so far kept. (No race per
+        // call: interrupting the fiber it already has costs nothing until a bound is reached.)
         const genAi = {
           "gen_ai.operation.name": "chat",
           "gen_ai.provider.name": spec.adapter.name,
@@ -341,14 +338,14 @@ export class Generations extends Context.Service<
             queueWaitMs = waited
             const timer = setTimeout(
               () =>
-                exceed(
+                generation.stop(
                   new GenerationTimeout({
                     message: `the reply took longer than ${config.generationMaxMs} ms (GENERATION_MAX_MS)`,
                   }),
                 ),
               Math.min(config.generationMaxMs, maxTimerMs),
             )
-            return Effect.raceFirst(upstream, Deferred.await(bound)).pipe(
+            return upstream.pipe(
               Effect.onExit((exit) =>
                 Effect.sync(() => {
                   clearTimeout(timer)
@@ -374,10 +371,8 @@ export class Generations extends Context.Service<
             const timings = { ttftMs, latencyMs, queueWaitMs }
             const error = Exit.isSuccess(exit)
               ? undefined
-              : generation.stoppedForShutdown && Cause.hasInterruptsOnly(exit.cause)
-                ? new ShuttingDown({
-                    message: `the gateway is shutting down; reconnect with Last-Event-ID: ${generation.lastEventId()} to get the reply so far`,
-                  })
+              : generation.stopping !== undefined && Cause.hasInterruptsOnly(exit.cause)
+                ? generation.stopping
                 : failureOf(exit.cause, spec.adapter.name)
             if (error?._tag === "UpstreamError" && !Exit.isSuccess(exit) && Cause.hasDies(exit.cause)) {
               yield* Effect.logError("generation failed with a defect", exit.cause)
@@ -479,7 +474,10 @@ export class Generations extends Context.Service<
           byRequestId.set(spec.requestId, generation)
           running.add(generation)
           const fiber = yield* run(spec, generation).pipe(Effect.forkIn(scope, { startImmediately: true }))
-          if (!generation.isEnded()) generation.fiber = fiber
+          if (!generation.isEnded()) {
+            generation.fiber = fiber
+            if (generation.stopping !== undefined) fiber.interruptUnsafe()
+          }
           return generation
         }),
       )
@@ -535,8 +533,8 @@ class LiveGeneration implements Generation {
   readonly names: Array<RequestId>
   /** Whether `byRequest` finds it (until its retention is over). */
   findable = true
-  /** Stopped by a shutdown (`drain`), not by its requests: it ends as `shutting_down`. */
-  stoppedForShutdown = false
+  /** Why it was stopped other than by its requests (a bound, a shutdown): it ends with that error. */
+  stopping: GenerationTimeout | GenerationTooLarge | ShuttingDown | undefined
   /** The fiber calling upstream; dropped once it ended. */
   fiber: Fiber.Fiber<void, GenerationError> | undefined
   private readonly log = new FrameLog()
@@ -665,11 +663,21 @@ class LiveGeneration implements Generation {
     return this.nextId - 1
   }
 
+  /** Stops it with `reason` (once): its fiber is interrupted, and it ends with that error. */
+  stop(reason: GenerationTimeout | GenerationTooLarge | ShuttingDown) {
+    if (this.ended || this.stopping !== undefined) return
+    this.stopping = reason
+    // Before `start` has its fiber, `start` interrupts it as soon as it does.
+    this.fiber?.interruptUnsafe()
+  }
+
   /** Stops it for a shutdown (see `Generations.drain`). */
   shutDown() {
-    if (this.ended || this.fiber === undefined) return
-    this.stoppedForShutdown = true
-    this.fiber.interruptUnsafe()
+    this.stop(
+      new ShuttingDown({
+        message: `the gateway is shutting down; reconnect with Last-Event-ID: ${this.lastEventId()} to get the reply so far`,
+      }),
+    )
   }
 
   subscribe(requestId: RequestId, afterId: number, sink: FrameSink) {
