@@ -13,6 +13,7 @@ import { Pacer } from "../engine/pacer.ts"
 import { type TurnInput, Turns, tooManyListeners } from "../engine/turns.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
+import { RequestLogRepo } from "../store/request-log-repo.ts"
 import { ThreadsRepo } from "../store/threads-repo.ts"
 import { summarize } from "../telemetry/performance.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
@@ -221,6 +222,22 @@ export const MetricsHandlers = HttpApiBuilder.group(
             (entry) => entry.org_id === org && (provider === undefined || entry.provider === provider),
           ),
         )
+      }),
+    })
+  }),
+)
+
+export const UsageHandlers = HttpApiBuilder.group(
+  Api,
+  "usage",
+  Effect.fn(function* (handlers) {
+    const repo = yield* RequestLogRepo
+    return handlers.handleAll({
+      usage: Effect.fn("http.usage")(function* ({ query }) {
+        const org = yield* CurrentOrg
+        const days = query.days ?? 7
+        const usage = yield* repo.usageByDay(org, days).pipe(Effect.mapError(toApiError))
+        return { org_id: org, days, usage }
       }),
     })
   }),
