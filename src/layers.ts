@@ -2,6 +2,7 @@ import { Effect, Layer, Logger, References } from "effect"
 import { AppConfig } from "./config.ts"
 import { Coalescer } from "./engine/coalescer.ts"
 import { Generations } from "./engine/generations.ts"
+import { KeyLimiter } from "./engine/key-limits.ts"
 import { Pacer } from "./engine/pacer.ts"
 import { Turns } from "./engine/turns.ts"
 import { HttpServerLive } from "./http/server.ts"
@@ -28,7 +29,14 @@ const Repos = Layer.mergeAll(ThreadsRepo.layer, MessagesRepo.layer, RequestLogRe
 
 const Engine = Turns.layer.pipe(
   Layer.provideMerge(
-    Layer.mergeAll(Generations.layer, RequestLog.layer, Providers.layer, Coalescer.layer, Pacer.layer),
+    Layer.mergeAll(
+      Generations.layer,
+      RequestLog.layer,
+      Providers.layer,
+      Coalescer.layer,
+      Pacer.layer,
+      KeyLimiter.layer,
+    ),
   ),
   Layer.provideMerge(CrashSweep),
   Layer.provideMerge(Repos),

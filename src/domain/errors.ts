@@ -184,3 +184,38 @@ export class PacerQueueFull extends Schema.TaggedError<PacerQueueFull>()(
   readonly code = "rate_limited"
   readonly status = 429
 }
+
+/** A key's `requests_per_minute` is used up for the rolling minute: nothing was stored or sent. */
+export class KeyRateLimited extends Schema.TaggedError<KeyRateLimited>()(
+  "KeyRateLimited",
+  { message: Schema.String, retryAfterMs: Schema.Number },
+  { httpApiStatus: 429 },
+) {
+  readonly code = "key_rate_limited"
+  readonly status = 429
+  readonly retryable = true
+}
+
+/** A key already has `concurrent_requests` streams and waits in flight. */
+export class KeyConcurrencyLimited extends Schema.TaggedError<KeyConcurrencyLimited>()(
+  "KeyConcurrencyLimited",
+  { message: Schema.String, retryAfterMs: Schema.Number },
+  { httpApiStatus: 429 },
+) {
+  readonly code = "key_concurrency_limited"
+  readonly status = 429
+  readonly retryable = true
+}
+
+/** A key's `tokens_per_day` is used up until the next UTC midnight. */
+export class KeyBudgetExhausted extends Schema.TaggedError<KeyBudgetExhausted>()(
+  "KeyBudgetExhausted",
+  { message: Schema.String, retryAfterMs: Schema.Number },
+  { httpApiStatus: 429 },
+) {
+  readonly code = "key_budget_exhausted"
+  readonly status = 429
+  readonly retryable = true
+}
+
+export type KeyLimitError = KeyRateLimited | KeyConcurrencyLimited | KeyBudgetExhausted

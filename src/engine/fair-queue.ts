@@ -8,6 +8,16 @@ export class FairQueue<T> {
   private cursor = 0
   size = 0
 
+  /** How many orgs have a waiter. */
+  get orgCount(): number {
+    return this.ring.length
+  }
+
+  /** How many waiters this org has. */
+  countOf(org: string): number {
+    return this.byOrg.get(org)?.length ?? 0
+  }
+
   push(org: string, item: T): void {
     let queue = this.byOrg.get(org)
     if (queue === undefined) {
@@ -19,27 +29,36 @@ export class FairQueue<T> {
     this.size++
   }
 
-  /** The next item, taking orgs in turn. */
-  shift(): T | undefined {
+  /**
+   * The next item, taking orgs in turn. With `prefer`, the next org in turn that it accepts goes
+   * first (the pacer prefers orgs under their share of in-flight slots); when it accepts none, plain
+   * round-robin: a preference never leaves a slot idle.
+   */
+  shift(prefer?: (org: string) => boolean): T | undefined {
     if (this.size === 0) return undefined
-    for (let i = 0; i < this.ring.length; i++) {
-      const index = (this.cursor + i) % this.ring.length
-      const org = this.ring[index]!
-      const queue = this.byOrg.get(org)!
-      const item = queue.shift()
-      if (item !== undefined) {
-        this.size--
-        if (queue.length === 0) {
-          this.byOrg.delete(org)
-          this.ring.splice(index, 1)
-          this.cursor = this.ring.length === 0 ? 0 : index % this.ring.length
-        } else {
-          this.cursor = (index + 1) % this.ring.length
+    let index = this.cursor
+    if (prefer !== undefined) {
+      for (let i = 0; i < this.ring.length; i++) {
+        const at = (this.cursor + i) % this.ring.length
+        if (prefer(this.ring[at]!)) {
+          index = at
+          break
         }
-        return item
       }
     }
-    return undefined
+    const org = this.ring[index]!
+    const queue = this.byOrg.get(org)!
+    // Every org in the ring has at least one waiter (an emptied org leaves the ring at once).
+    const item = queue.shift()!
+    this.size--
+    if (queue.length === 0) {
+      this.byOrg.delete(org)
+      this.ring.splice(index, 1)
+      this.cursor = this.ring.length === 0 ? 0 : index % this.ring.length
+    } else {
+      this.cursor = (index + 1) % this.ring.length
+    }
+    return item
   }
 
   /** Removes an item that gave up waiting. */

@@ -45,6 +45,8 @@ interface ProviderPacer {
   inFlight: number
   pausedUntil: number
   readonly queue: FairQueue<Waiter>
+  /** Slots handed out, by org (an org leaves the map when it holds none). */
+  readonly inFlightByOrg: Map<string, number>
   timer: ReturnType<typeof setTimeout> | undefined
 }
 
@@ -65,7 +67,8 @@ export const unpacedTicket: Ticket = {
 /**
  * Per provider: a token bucket (`<P>_RPS`, `<P>_BURST`) and a concurrency limit
  * (`<P>_CONCURRENCY`) in front of every upstream call, with a bounded wait queue (`<P>_MAX_QUEUE`,
- * `PACER_MAX_WAIT_MS`) served round-robin by org. It adapts: a RateLimited answer pauses dispatch
+ * `PACER_MAX_WAIT_MS`) served round-robin by org, each org held to its fair share of the queue and,
+ * while others wait, of the in-flight slots (see `refuse` and `inFlightShare`). It adapts: a RateLimited answer pauses dispatch
  * for the provider's retry delay (at most `UPSTREAM_MAX_PAUSE_MS`) and halves concurrency, which
  * then grows back by one per success.
  */
@@ -100,6 +103,7 @@ export class Pacer extends Context.Service<
           inFlight: 0,
           pausedUntil: 0,
           queue: new FairQueue<Waiter>(),
+          inFlightByOrg: new Map(),
           timer: undefined,
         })
       }
@@ -109,6 +113,15 @@ export class Pacer extends Context.Service<
           deadlines.clear()
         }),
       )
+
+      // An org's share of the in-flight slots: the limit split between the orgs in flight or
+      // waiting. Dispatch prefers an org under its share, so one org's long streams do not keep
+      // taking every slot that frees while another org waits.
+      const inFlightShare = (pacer: ProviderPacer) => {
+        let orgs = pacer.queue.orgCount
+        for (const org of pacer.inFlightByOrg.keys()) if (pacer.queue.countOf(org) === 0) orgs++
+        return Math.max(1, Math.ceil(pacer.concurrencyLimit / Math.max(1, orgs)))
+      }
 
       // Hands out slots while the bucket, the concurrency limit and any pause allow; otherwise
       // sleeps until the moment the next slot can exist.
@@ -129,20 +142,40 @@ export class Pacer extends Context.Service<
             return
           }
           tryTake(pacer.bucket, t)
-          const waiter = pacer.queue.shift()!
+          const share = inFlightShare(pacer)
+          const waiter = pacer.queue.shift((org) => (pacer.inFlightByOrg.get(org) ?? 0) < share)!
           waiter.dispatchedAt = t
           pacer.inFlight++
+          pacer.inFlightByOrg.set(waiter.org, (pacer.inFlightByOrg.get(waiter.org) ?? 0) + 1)
           Deferred.doneUnsafe(waiter.wake, Effect.void)
         }
+      }
+
+      // The fair share of the queue (README, "Fair share"): with n orgs waiting (counting this one),
+      // an org may hold at most max(1, ceil(MAX_QUEUE / n)) places. A full queue still takes an
+      // org that has no place yet, so a newcomer is never refused because of another org's burst;
+      // that overflow is bounded: never more than 2 × MAX_QUEUE waiters in all. Nobody already
+      // queued is pushed out (a queued request may already be stored).
+      const refuse = (pacer: ProviderPacer, org: string): string | undefined => {
+        if (pacer.queue.size === 0 && pacer.inFlight < pacer.concurrencyLimit) return undefined
+        const held = pacer.queue.countOf(org)
+        const orgs = pacer.queue.orgCount + (held === 0 ? 1 : 0)
+        const share = Math.max(1, Math.ceil(pacer.maxQueue / orgs))
+        if (pacer.queue.size >= 2 * pacer.maxQueue) return "too many requests queued"
+        if (held >= share) {
+          return orgs > 1
+            ? `this org holds its share of the queue (${held} of ${share}, ${orgs} orgs waiting)`
+            : "too many requests queued"
+        }
+        if (pacer.queue.size >= pacer.maxQueue && held > 0) return "too many requests queued"
+        return undefined
       }
 
       const enqueue = (provider: ProviderName, org: string) =>
         Effect.suspend(() => {
           const pacer = pacers.get(provider)!
-          if (
-            pacer.queue.size >= pacer.maxQueue &&
-            !(pacer.queue.size === 0 && pacer.inFlight < pacer.concurrencyLimit)
-          ) {
+          const refusal = refuse(pacer, org)
+          if (refusal !== undefined) {
             const retryAfterMs = Math.max(
               1000,
               pacer.pausedUntil - now(),
@@ -150,7 +183,7 @@ export class Pacer extends Context.Service<
             )
             return Effect.fail(
               new PacerQueueFull({
-                message: `too many requests queued for provider ${provider} (${pacer.queue.size}, ${provider.toUpperCase()}_MAX_QUEUE=${pacer.maxQueue}); retry later`,
+                message: `${refusal} for provider ${provider} (${pacer.queue.size} queued, ${provider.toUpperCase()}_MAX_QUEUE=${pacer.maxQueue}); retry later`,
                 retryAfterMs,
               }),
             )
@@ -167,6 +200,9 @@ export class Pacer extends Context.Service<
             if (released) return
             released = true
             pacer.inFlight--
+            const held = (pacer.inFlightByOrg.get(org) ?? 1) - 1
+            if (held === 0) pacer.inFlightByOrg.delete(org)
+            else pacer.inFlightByOrg.set(org, held)
             if (error?._tag === "RateLimited") {
               pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + clampPause(error.retryAfterMs ?? 1000))
               pacer.concurrencyLimit = Math.max(1, Math.floor(pacer.concurrencyLimit / 2))

@@ -5,6 +5,7 @@ import { TurnResult } from "../domain/chat.ts"
 import {
   ContentTooLarge,
   IdempotencyConflict,
+  type KeyLimitError,
   type PacerQueueFull,
   type ProviderNotConfigured,
   RequestCancelled,
@@ -15,6 +16,7 @@ import {
   type UnknownProvider,
 } from "../domain/errors.ts"
 import { newRequestId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
+import type { Caller } from "../domain/keys.ts"
 import type { Message, Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { Providers } from "../providers/providers.ts"
@@ -30,7 +32,16 @@ import {
   type GenerationSpec,
   Generations,
 } from "./generations.ts"
+import { type KeyAdmission, KeyLimiter, noLimit } from "./key-limits.ts"
 import { Pacer } from "./pacer.ts"
+
+/** The refusals logged as `rejected` requests: nothing was stored or sent for them. */
+const rejections = new Set([
+  "PacerQueueFull",
+  "KeyRateLimited",
+  "KeyConcurrencyLimited",
+  "KeyBudgetExhausted",
+])
 
 /** A generation already feeds as many streams as it may. */
 export const tooManyListeners = (max: number) =>
@@ -54,6 +65,11 @@ export interface TurnInput {
   readonly idempotencyKey?: string | undefined
   /** `false`: this request never shares an upstream call (the opt-out header). */
   readonly coalesce?: boolean | undefined
+  /**
+   * Who asks, with the key's limits (KeyLimiter). Absent, or without a key: never limited. Its org
+   * is `org`.
+   */
+  readonly caller?: Caller | undefined
 }
 
 export type StartError =
@@ -66,6 +82,7 @@ export type StartError =
   | PacerQueueFull
   | StoreUnavailable
   | TooManyListeners
+  | KeyLimitError
 
 export type TurnError = StartError | RequestCancelled | GenerationError
 
@@ -112,6 +129,7 @@ export class Turns extends Context.Service<
       const requestLog = yield* RequestLog
       const coalescer = yield* Coalescer
       const pacer = yield* Pacer
+      const keyLimiter = yield* KeyLimiter
 
       /** One request-log row for a request of this turn; `outcome` fills in what happened. */
       const logRequest = (
@@ -143,11 +161,14 @@ export class Turns extends Context.Service<
         requestId: RequestId,
         coalesce: CoalesceRole,
         startedAt: number,
+        admission: KeyAdmission,
       ): StartedTurn["record"] => {
         let recorded = false
         return (outcome) => {
           if (recorded) return
           recorded = true
+          // The request is over, however it ended: its key's concurrency slot comes back.
+          admission.release()
           const done = outcome === "detached" ? null : outcome
           logRequest(input, requestId, startedAt, {
             coalesce,
@@ -177,6 +198,7 @@ export class Turns extends Context.Service<
         input: TurnInput,
         requestId: RequestId,
         startedAt: number,
+        admission: KeyAdmission,
         onSettled?: GenerationSpec["onSettled"],
       ) {
         const { body } = input
@@ -214,7 +236,13 @@ export class Turns extends Context.Service<
           adapter,
           startedAt,
           assistantMessage: stored?.assistantMessage,
-          onSettled,
+          // The key that led the upstream call pays for its tokens (followers share them), counted
+          // as the outcome is decided: before any waiting request, or the next one, goes on.
+          onSettled: (outcome) => {
+            const usage = outcome._tag === "Completed" ? outcome.usage : outcome.message.usage
+            if (usage != null) admission.charge(usage.input_tokens + usage.output_tokens)
+            onSettled?.(outcome)
+          },
           request: {
             ...request,
             messages: stored?.history ?? input.conversation ?? [{ role: "user", content: body.content }],
@@ -224,7 +252,7 @@ export class Turns extends Context.Service<
       })
 
       const startAs = tracedFn("Turns.start")(
-        Effect.fnUntraced(function* (input: TurnInput, requestId: RequestId) {
+        Effect.fnUntraced(function* (input: TurnInput, requestId: RequestId, admission: KeyAdmission) {
           const startedAt = performance.now()
           const { body } = input
           yield* Effect.annotateCurrentSpan({
@@ -243,13 +271,13 @@ export class Turns extends Context.Service<
             userMessage: turn.userMessage,
             generation: turn.generation,
             startedAt,
-            record: record(input, requestId, coalesce, startedAt),
+            record: record(input, requestId, coalesce, startedAt, admission),
           })
 
           const sharable =
             coalescer.enabled && input.coalesce !== false && (input.mode === "wait" || coalescer.streamFanout)
           if (!sharable && input.idempotencyKey === undefined) {
-            return started("bypass", yield* lead(input, requestId, startedAt))
+            return started("bypass", yield* lead(input, requestId, startedAt, admission))
           }
           const requestKey =
             input.conversation === undefined
@@ -281,7 +309,7 @@ export class Turns extends Context.Service<
           // The key outlives the generation by the TTL that fits how it ended. A leader that could
           // not start (a typed error or a defect) frees the key at once and hands its followers the
           // same answer. (It cannot be interrupted half way: see `start`.)
-          const turn = yield* lead(input, requestId, startedAt, (outcome) =>
+          const turn = yield* lead(input, requestId, startedAt, admission, (outcome) =>
             coalescer.settle(key, outcome._tag),
           ).pipe(
             Effect.onExit((exit) => {
@@ -303,7 +331,13 @@ export class Turns extends Context.Service<
         Effect.uninterruptibleMask((restore) => {
           const requestId = newRequestId()
           const startedAt = performance.now()
-          return startAs(input, requestId).pipe(
+          // The key's limits come first: a request over one is refused before it is queued or
+          // stored. A start that fails gives the concurrency slot back at once.
+          const admit = input.caller === undefined ? Effect.succeed(noLimit) : keyLimiter.admit(input.caller)
+          return admit.pipe(
+            Effect.flatMap((admission) =>
+              startAs(input, requestId, admission).pipe(Effect.onError(() => Effect.sync(admission.release))),
+            ),
             Effect.tap((turn) => {
               turn.generation.attach(turn.requestId)
               return restore(Effect.void).pipe(
@@ -313,10 +347,11 @@ export class Turns extends Context.Service<
                 }),
               )
             }),
-            // A request the pacer turned away is a request too: it is logged as rejected.
+            // A request the pacer or its key's limits turned away is a request too: it is logged
+            // as rejected.
             Effect.tapError((error) =>
               Effect.sync(() => {
-                if (error._tag === "PacerQueueFull") {
+                if (rejections.has(error._tag)) {
                   logRequest(input, requestId, startedAt, {
                     coalesce: "bypass",
                     status: "rejected",

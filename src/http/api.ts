@@ -143,6 +143,40 @@ export class MetricsApi extends HttpApiGroup.make("metrics")
   .middleware(OrgScope)
   .prefix("/api") {}
 
+export const UsageDay = Schema.Struct({
+  /** `YYYY-MM-DD`, UTC. */
+  day: Schema.String,
+  provider: Schema.NullOr(Schema.String),
+  model: Schema.NullOr(Schema.String),
+  requests: Schema.Number,
+  input_tokens: Schema.Number,
+  output_tokens: Schema.Number,
+})
+
+export const UsageReport = Schema.Struct({
+  org_id: Schema.String,
+  days: Schema.Number,
+  /** Newest day first; a day, provider and model with no request has no row. */
+  usage: Schema.Array(UsageDay),
+})
+
+/** The org's requests and tokens per UTC day, provider and model, from the request log. */
+export class UsageApi extends HttpApiGroup.make("usage")
+  .add(
+    HttpApiEndpoint.get("usage", "/usage", {
+      query: {
+        days: Schema.optional(
+          Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 90 })),
+        ),
+      },
+      success: UsageReport,
+      error: [BadRequestError, UnavailableError],
+    }),
+  )
+  .middleware(OrgScope)
+  .prefix("/api")
+  .annotateMerge(OpenApi.annotations({ title: "Usage", description: "Requests and tokens per day" })) {}
+
 export const HealthStatus = Schema.Struct({ status: Schema.Literal("ok") })
 const readiness = {
   providers: Schema.Array(Schema.Struct({ name: Schema.String, configured: Schema.Boolean })),
@@ -188,6 +222,7 @@ export class SystemApi extends HttpApiGroup.make("system", { topLevel: true }).a
 export class Api extends HttpApi.make("dac")
   .add(ThreadsApi)
   .add(MetricsApi)
+  .add(UsageApi)
   .add(SystemApi)
   // Report every problem of a payload at once, not just the first.
   .annotate(HttpApi.PayloadParseOptions, { errors: "all" })

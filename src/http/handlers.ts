@@ -4,18 +4,21 @@ import { HttpApiBuilder } from "effect/http-api"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
-import { type PacerQueueFull, RequestNotFound, ThreadNotFound } from "../domain/errors.ts"
-import { newRequestId, type OrgId, type ThreadId } from "../domain/ids.ts"
+import { RequestNotFound, ThreadNotFound } from "../domain/errors.ts"
+import { newRequestId, type ThreadId } from "../domain/ids.ts"
+import type { Caller } from "../domain/keys.ts"
 import { ThreadWithMessages } from "../domain/thread.ts"
 import { Generations } from "../engine/generations.ts"
 import { Pacer } from "../engine/pacer.ts"
 import { type TurnInput, Turns, tooManyListeners } from "../engine/turns.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
+import { RequestLogRepo } from "../store/request-log-repo.ts"
 import { ThreadsRepo } from "../store/threads-repo.ts"
 import { summarize } from "../telemetry/performance.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
 import { Api, NotReady } from "./api.ts"
+import { currentCaller } from "./caller.ts"
 import { BadRequestError, retryAfterHeader, toApiError } from "./errors.ts"
 import { CurrentOrg } from "./org.ts"
 import {
@@ -65,10 +68,16 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         return new ThreadWithMessages({ ...thread.value, messages: list }, { disableChecks: true })
       }),
       sendMessage: Effect.fn("http.sendMessage")(function* ({ params, payload }) {
-        const org = yield* CurrentOrg
+        const caller = yield* currentCaller
         const request = yield* HttpServerRequest.HttpServerRequest
         const stream = wantsEventStream(request.headers.accept)
-        const input = turnInput(request.headers, org, params.thread_id, payload, stream ? "stream" : "wait")
+        const input = turnInput(
+          request.headers,
+          caller,
+          params.thread_id,
+          payload,
+          stream ? "stream" : "wait",
+        )
         if (stream) {
           return yield* turns.start(input).pipe(
             // A raw response: HttpApi sends an HttpServerResponse as it is.
@@ -80,9 +89,9 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         return yield* turns.send(input).pipe(withRetryAfter, Effect.mapError(toApiError))
       }),
       streamMessage: Effect.fn("http.streamMessage")(function* ({ params, payload }) {
-        const org = yield* CurrentOrg
+        const caller = yield* currentCaller
         const request = yield* HttpServerRequest.HttpServerRequest
-        const input = turnInput(request.headers, org, params.thread_id, payload, "stream")
+        const input = turnInput(request.headers, caller, params.thread_id, payload, "stream")
         return yield* turns.start(input).pipe(
           Effect.map((turn) => turnStream(turn, stalledWriteTimeoutMs) as unknown as string),
           withRetryAfter,
@@ -151,12 +160,13 @@ export const ThreadsHandlers = HttpApiBuilder.group(
  */
 const turnInput = (
   headers: Readonly<Record<string, string | undefined>>,
-  org: OrgId,
+  caller: Caller,
   threadId: ThreadId,
   body: ChatRequest,
   mode: TurnInput["mode"],
 ): TurnInput => ({
-  org,
+  org: caller.org,
+  caller,
   threadId,
   body,
   mode,
@@ -164,16 +174,36 @@ const turnInput = (
   coalesce: headers["x-dac-coalesce"]?.toLowerCase() !== "off",
 })
 
-/** The pacer's 429 carries `retry-after` (seconds), which an error body alone cannot. */
-const withRetryAfter = <A, E, R>(effect: Effect.Effect<A, E | PacerQueueFull, R>): Effect.Effect<A, E, R> =>
-  Effect.catchTag(effect as Effect.Effect<A, PacerQueueFull, R>, "PacerQueueFull", (error) =>
+/** The refusals that carry a `retry-after`: the pacer's full queue and the key limits. */
+const retryAfterTags = new Set([
+  "PacerQueueFull",
+  "KeyRateLimited",
+  "KeyConcurrencyLimited",
+  "KeyBudgetExhausted",
+])
+
+interface RetryAfterError {
+  readonly _tag: string
+  readonly code: string
+  readonly message: string
+  readonly retryAfterMs: number
+}
+
+const hasRetryAfter = <E>(error: E): error is E & RetryAfterError =>
+  Predicate.hasProperty(error, "_tag") && retryAfterTags.has(error._tag as string)
+
+/** A 429 with `retry-after` (seconds), which an error body alone cannot carry. */
+const withRetryAfter = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+): Effect.Effect<A, Exclude<E, RetryAfterError>, R> =>
+  Effect.catchIf(effect, hasRetryAfter, (error) =>
     Effect.succeed(
       HttpServerResponse.jsonUnsafe(
         { error: { code: error.code, message: error.message, retryable: true } },
         { status: 429, headers: retryAfterHeader(error.retryAfterMs) },
       ) as unknown as A,
     ),
-  ) as Effect.Effect<A, E, R>
+  ) as Effect.Effect<A, Exclude<E, RetryAfterError>, R>
 
 const wantsEventStream = (accept: string | undefined) => accept?.includes("text/event-stream") === true
 
@@ -192,6 +222,22 @@ export const MetricsHandlers = HttpApiBuilder.group(
             (entry) => entry.org_id === org && (provider === undefined || entry.provider === provider),
           ),
         )
+      }),
+    })
+  }),
+)
+
+export const UsageHandlers = HttpApiBuilder.group(
+  Api,
+  "usage",
+  Effect.fn(function* (handlers) {
+    const repo = yield* RequestLogRepo
+    return handlers.handleAll({
+      usage: Effect.fn("http.usage")(function* ({ query }) {
+        const org = yield* CurrentOrg
+        const days = query.days ?? 7
+        const usage = yield* repo.usageByDay(org, days).pipe(Effect.mapError(toApiError))
+        return { org_id: org, days, usage }
       }),
     })
   }),

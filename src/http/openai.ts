@@ -8,6 +8,7 @@ import { modelNameChecks, storableText } from "../domain/text.ts"
 import type { Usage } from "../domain/thread.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
+import { callerOf } from "./caller.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
 import { type ListenerFormat, subscribeBody } from "./listener-body.ts"
 import { isBodyTooLarge } from "./middleware.ts"
@@ -340,6 +341,7 @@ const completions = (limits: CompletionLimits, expectedModel: string) =>
     const stream = body.stream === true
     const input = {
       org,
+      caller: callerOf(org),
       threadId: null,
       conversation,
       body: chat,

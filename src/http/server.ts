@@ -6,7 +6,7 @@ import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { AppConfig } from "../config.ts"
 import { Api } from "./api.ts"
 import { onClientError } from "./client-error.ts"
-import { MetricsHandlers, SystemHandlers, ThreadsHandlers } from "./handlers.ts"
+import { MetricsHandlers, SystemHandlers, ThreadsHandlers, UsageHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
 import { OpenAiRoute } from "./openai.ts"
 import { OrgScopeLive } from "./org.ts"
@@ -17,7 +17,7 @@ export const RoutesLive = Layer.unwrap(
   Effect.map(AppConfig, (config) =>
     Layer.mergeAll(
       HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-        Layer.provide([ThreadsHandlers, MetricsHandlers, SystemHandlers]),
+        Layer.provide([ThreadsHandlers, MetricsHandlers, UsageHandlers, SystemHandlers]),
         // The router resolves the middleware when it builds the routes, so it must stay visible.
         Layer.provideMerge(OrgScopeLive),
       ),

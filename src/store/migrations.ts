@@ -57,4 +57,9 @@ export const migrations = {
       )`
     yield* sql`CREATE INDEX request_log_created ON request_log (created_at DESC)`
   }),
+  // `GET /api/usage`: one org's rows over a range of days, without reading every org's.
+  "0004_request_log_org_created": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE INDEX request_log_org_created ON request_log (org_id, created_at DESC)`
+  }),
 }

@@ -8,6 +8,11 @@ const requests = Metric.counter("dac_requests_total", {
   description: "Requests by provider, coalescing role and outcome",
   incremental: true,
 })
+// By provider and model, never by org: an org label would grow with every tenant (cardinality).
+const tokens = Metric.counter("dac_tokens_total", {
+  description: "Tokens the providers reported, by provider, model and direction (input or output)",
+  incremental: true,
+})
 const ttft = Metric.histogram("dac_ttft_ms", {
   description: "Time to the first upstream byte, from the request's arrival (ms)",
   boundaries: msBoundaries,
@@ -60,6 +65,12 @@ export const recordRequestMetrics = (entry: RequestLogEntry, context: Context.Co
   if (entry.latency_ms !== null) withLabels(latency, { provider }).updateUnsafe(entry.latency_ms, context)
   if (entry.queue_wait_ms !== null)
     withLabels(queueWait, { provider }).updateUnsafe(entry.queue_wait_ms, context)
+  // Usage is on the leader's entry only (followers share its call): each upstream call counts once.
+  const model = entry.model ?? "none"
+  if (entry.input_tokens !== null && entry.input_tokens > 0)
+    withLabels(tokens, { provider, model, direction: "input" }).updateUnsafe(entry.input_tokens, context)
+  if (entry.output_tokens !== null && entry.output_tokens > 0)
+    withLabels(tokens, { provider, model, direction: "output" }).updateUnsafe(entry.output_tokens, context)
 }
 
 export const setGauge = (

@@ -5,6 +5,7 @@ import { StoreUnavailable } from "../../src/domain/errors.ts"
 import type { OrgId, ThreadId } from "../../src/domain/ids.ts"
 import { Coalescer } from "../../src/engine/coalescer.ts"
 import { Generations } from "../../src/engine/generations.ts"
+import { KeyLimiter } from "../../src/engine/key-limits.ts"
 import { Pacer } from "../../src/engine/pacer.ts"
 import { type TurnInput, Turns } from "../../src/engine/turns.ts"
 import { Providers } from "../../src/providers/providers.ts"
@@ -50,7 +51,14 @@ const FaultyStarts = Layer.effect(
 const config = AppConfig.fromRecord({ MOCK_TTFT_MS: "0", MOCK_TOKENS: "3", MOCK_TOKEN_INTERVAL_MS: "0" })
 const TestLayer = Turns.layer.pipe(
   Layer.provideMerge(
-    Layer.mergeAll(Generations.layer, RequestLog.layer, Providers.layer, Coalescer.layer, Pacer.layer),
+    Layer.mergeAll(
+      Generations.layer,
+      RequestLog.layer,
+      Providers.layer,
+      Coalescer.layer,
+      Pacer.layer,
+      KeyLimiter.layer,
+    ),
   ),
   Layer.provide(FaultyStarts),
   Layer.provideMerge(ReposLive),

@@ -119,3 +119,52 @@ describe("PACER_MAX_WAIT_MS", () => {
     expect(await mockPacer()).toMatchObject({ inFlight: 0, queued: 0 })
   })
 })
+
+describe("the pacer's fair share per org, over HTTP", () => {
+  let fair: RunningGateway
+  beforeAll(async () => {
+    fair = await startGateway({
+      MOCK_CONCURRENCY: "1",
+      MOCK_MAX_QUEUE: "5",
+      MOCK_TTFT_MS: "60",
+      MOCK_TOKENS: "2",
+      MOCK_TOKEN_INTERVAL_MS: "1",
+    })
+  })
+  afterAll(() => fair?.close())
+
+  it("CONCURRENCY=1, MAX_QUEUE=5: org A's six requests do not get org B's one refused; B is served among A's first", async () => {
+    const orgA = `org-${crypto.randomUUID()}`
+    const orgB = `org-${crypto.randomUUID()}`
+    const a = api(fair.baseUrl, orgA)
+    const b = api(fair.baseUrl, orgB)
+    const threadA = (await a.post("/api/threads", {})).json.thread_id
+    const threadB = (await b.post("/api/threads", {})).json.thread_id
+    const finished: Array<string> = []
+    const send = (c: ReturnType<typeof api>, threadId: string, label: string) =>
+      c.post(`/api/threads/${threadId}/messages`, turn(label), { "x-dac-coalesce": "off" }).then((r) => {
+        finished.push(label)
+        return r
+      })
+    const fromA = Array.from({ length: 6 }, (_, i) => send(a, threadA, `a${i}`))
+    const mockPacer = async () =>
+      ((await a.get("/ready")).json.pacer as Array<{ provider: string; queued: number }>).find(
+        (p) => p.provider === "mock",
+      )!
+    for (let i = 0; i < 200 && (await mockPacer()).queued < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    expect((await mockPacer()).queued).toBe(5)
+    // A's seventh is over the queue; B's first is not.
+    const aRefused = await a.post(`/api/threads/${threadA}/messages`, turn("a-extra"), {
+      "x-dac-coalesce": "off",
+    })
+    expect(aRefused.status).toBe(429)
+    expect(aRefused.json.error.code).toBe("rate_limited")
+    const fromB = await send(b, threadB, "b")
+    expect(fromB.status).toBe(200)
+    for (const response of await Promise.all(fromA)) expect(response.status).toBe(200)
+    // Round-robin by org: B finished before most of A's queued requests, not after all six.
+    expect(finished.indexOf("b")).toBeLessThanOrEqual(2)
+  })
+})

@@ -91,4 +91,28 @@ describe("GET /metrics", () => {
     expect(value(after.samples, "dac_pacer_in_flight", { provider: "mock" })).toBe(0)
     expect(value(after.samples, "dac_pacer_concurrency_limit", { provider: "openai" })).toBeGreaterThan(0)
   })
+
+  it("counts the providers' reported tokens by provider, model and direction, with no org label", async () => {
+    const before = await scrape()
+    const c = api(gateway.baseUrl, `org-${crypto.randomUUID()}`)
+    const threadId = (await c.post("/api/threads", {})).json.thread_id
+    const turn = (content: string) => ({ role: "user", content, provider: "mock", model: "faststream-ttft" })
+    const replies = [
+      await c.post(`/api/threads/${threadId}/messages`, turn("tokens one")),
+      await c.post(`/api/threads/${threadId}/messages`, turn("tokens two")),
+    ]
+    const after = await scrape()
+    const labels = (direction: string) => ({ provider: "mock", model: "faststream-ttft", direction })
+    const delta = (direction: string) =>
+      value(after.samples, "dac_tokens_total", labels(direction)) -
+      value(before.samples, "dac_tokens_total", labels(direction))
+    const reported = (key: "input_tokens" | "output_tokens") =>
+      replies.reduce((sum, r) => sum + r.json.assistant_message.usage[key], 0)
+    expect(delta("output")).toBe(reported("output_tokens"))
+    expect(delta("input")).toBe(reported("input_tokens"))
+    expect(after.types.get("dac_tokens_total")).toBe("counter")
+    for (const sample of after.samples.filter((s) => s.name === "dac_tokens_total")) {
+      expect(Object.keys(sample.labels).sort()).toEqual(["direction", "model", "provider"])
+    }
+  })
 })

@@ -19,6 +19,7 @@ const fakeRepo = () => {
           return Effect.void
         }),
       recent: () => Effect.succeed([]),
+      usageByDay: () => Effect.succeed([]),
     }),
   )
   return { rows, state, layer }
