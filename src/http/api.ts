@@ -4,6 +4,7 @@ import { ChatRequest, TurnResult } from "../domain/chat.ts"
 import { IdempotencyKey, RequestId, ThreadId } from "../domain/ids.ts"
 import { storableText } from "../domain/text.ts"
 import { Thread, ThreadWithMessages } from "../domain/thread.ts"
+import { AdminApi } from "./admin-api.ts"
 import {
   BadGatewayError,
   BadRequestError,
@@ -144,25 +145,30 @@ export class MetricsApi extends HttpApiGroup.make("metrics")
   .prefix("/api") {}
 
 export const HealthStatus = Schema.Struct({ status: Schema.Literal("ok") })
+/** The details of `/ready`: left out when OPS_TOKEN is set and the caller does not send it. */
 const readiness = {
-  providers: Schema.Array(Schema.Struct({ name: Schema.String, configured: Schema.Boolean })),
+  providers: Schema.optional(
+    Schema.Array(Schema.Struct({ name: Schema.String, configured: Schema.Boolean })),
+  ),
   /** Each provider's pacer right now: bucket tokens, calls in flight, requests queued, pause. */
-  pacer: Schema.Array(
-    Schema.Struct({
-      provider: Schema.String,
-      tokens: Schema.Number,
-      inFlight: Schema.Number,
-      queued: Schema.Number,
-      concurrencyLimit: Schema.Number,
-      pausedUntil: Schema.NullOr(Schema.Number),
-    }),
+  pacer: Schema.optional(
+    Schema.Array(
+      Schema.Struct({
+        provider: Schema.String,
+        tokens: Schema.Number,
+        inFlight: Schema.Number,
+        queued: Schema.Number,
+        concurrencyLimit: Schema.Number,
+        pausedUntil: Schema.NullOr(Schema.Number),
+      }),
+    ),
   ),
 }
 
 /** Ready: the store answers. It says `ok`, never where the store is or what its driver said. */
 export const ReadyStatus = Schema.Struct({
   status: Schema.Literal("ready"),
-  store: Schema.Literal("ok"),
+  store: Schema.optional(Schema.Literal("ok")),
   ...readiness,
 })
 
@@ -173,7 +179,7 @@ export const ReadyStatus = Schema.Struct({
 export class NotReady extends Schema.Error<NotReady>("NotReady")(
   {
     status: Schema.Literal("unavailable"),
-    store: Schema.Literal("unavailable"),
+    store: Schema.optional(Schema.Literal("unavailable")),
     ...readiness,
     error: ErrorDetail,
   },
@@ -189,6 +195,7 @@ export class Api extends HttpApi.make("dac")
   .add(ThreadsApi)
   .add(MetricsApi)
   .add(SystemApi)
+  .add(AdminApi)
   // Report every problem of a payload at once, not just the first.
   .annotate(HttpApi.PayloadParseOptions, { errors: "all" })
   .annotateMerge(
