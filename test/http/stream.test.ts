@@ -237,9 +237,9 @@ describe("cancel", () => {
     // a resumes from its cancelled event and gets exactly what came after it.
     const resumed = join(threadId, requestId, cancelled.id)
     await resumed.done
-    const after = (events: ReadonlyArray<ParsedEvent>) =>
+    const afterCancel = (events: ReadonlyArray<ParsedEvent>) =>
       events.filter((e) => e.id > cancelled.id).map((e) => [e.id, e.event, e.data.text])
-    expect(after(resumed.events)).toEqual(after(b.events))
+    expect(afterCancel(resumed.events)).toEqual(afterCancel(b.events))
     expect(a.text() + resumed.text()).toBe(mockReplyText(tokens))
     expect(terminal(b.events).map((e) => e.event)).toEqual(["done"])
   })
