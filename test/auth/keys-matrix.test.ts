@@ -256,6 +256,28 @@ describe("the admin API", () => {
   })
 })
 
+describe("last_used_at", () => {
+  it("is written off the request path, at most once a minute per key", async () => {
+    const key = await issue(orgA, "used")
+    const lastUsed = async () => {
+      const listed = await call("GET", `/admin/keys?org_id=${orgA}`, admin)
+      return listed.json.keys.find((k: { key_id: string }) => k.key_id === key.key_id).last_used_at
+    }
+    expect(await lastUsed()).toBeNull()
+    expect((await call("GET", "/api/threads", bearer(key.key))).status).toBe(200)
+    // The refresher writes it within its period (0.5 s).
+    let first: string | null = null
+    for (let i = 0; i < 40 && first === null; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      first = await lastUsed()
+    }
+    expect(first).not.toBeNull()
+    for (let i = 0; i < 20; i++) await call("GET", "/api/threads", bearer(key.key))
+    await new Promise((resolve) => setTimeout(resolve, 1_100))
+    expect(await lastUsed()).toBe(first)
+  })
+})
+
 describe("without ADMIN_API_KEY", () => {
   it("every /admin route answers 404", async () => {
     const bare = await startGateway({ AUTH_MODE: "keys" })
