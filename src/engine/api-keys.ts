@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Option, Schedule } from "effect"
+import { Context, Deferred, Effect, Layer, Option, Schedule } from "effect"
 import { InvalidApiKey, KeyNotFound, type StoreUnavailable } from "../domain/errors.ts"
 import type { OrgId } from "../domain/ids.ts"
 import type { ApiKey, Caller, KeyId, KeyLimits } from "../domain/keys.ts"
@@ -100,6 +100,28 @@ export class ApiKeys extends Context.Service<
         return remember(hash, found.value, now)
       })
 
+      /**
+       * One store lookup per hash at a time: a burst of requests with a key not cached yet (just
+       * issued, or after the store was slow) waits for one query instead of queueing thousands.
+       * The query runs uninterruptibly (it is bounded by the store's deadline), so a first request
+       * hanging up never leaves the others without an answer.
+       */
+      const inflight = new Map<string, Deferred.Deferred<Entry | undefined, StoreUnavailable>>()
+      const lookupOnce = (hash: string, now: number) =>
+        Effect.suspend(() => {
+          const running = inflight.get(hash)
+          if (running !== undefined) return Deferred.await(running)
+          const deferred = Deferred.makeUnsafe<Entry | undefined, StoreUnavailable>()
+          inflight.set(hash, deferred)
+          return lookup(hash, now).pipe(
+            Effect.onExit((exit) => {
+              inflight.delete(hash)
+              return Deferred.done(deferred, exit)
+            }),
+            Effect.uninterruptible,
+          )
+        })
+
       const authenticate = (
         secret: string | undefined,
       ): Effect.Effect<Caller, InvalidApiKey | StoreUnavailable> => {
@@ -117,7 +139,7 @@ export class ApiKeys extends Context.Service<
         const unknownAt = unknown.get(hash)
         if (unknownAt !== undefined && now - unknownAt <= maxKeyStalenessMs) return Effect.fail(invalid)
         // Not cached, or the refresher has fallen behind (the store is slow): ask the store.
-        return Effect.flatMap(lookup(hash, now), (entry) => {
+        return Effect.flatMap(lookupOnce(hash, now), (entry) => {
           if (entry === undefined || entry.revoked) return Effect.fail(invalid)
           entry.usedAt = now
           return Effect.succeed(entry.caller)

@@ -222,6 +222,14 @@ describe("the admin API", () => {
     expect(bad.status).toBe(400)
   })
 
+  it("a burst with a key not cached yet is answered (one store lookup serves them all)", async () => {
+    const key = await issue(orgA, "burst")
+    const answers = await Promise.all(
+      Array.from({ length: 100 }, () => call("GET", "/api/threads?limit=1", bearer(key.key))),
+    )
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200))
+  })
+
   it("is listed in /openapi.json", async () => {
     const doc = await call("GET", "/openapi.json", {})
     expect(Object.keys(doc.json.paths)).toEqual(
