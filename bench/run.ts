@@ -13,6 +13,7 @@
  *     [--name results-file-stem]
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -248,6 +249,7 @@ const main = async () => {
   /** A DAC gateway in its own process, on its own embedded store (or BENCH_DATABASE_URL). */
   const startDac = async (env: Record<string, string> = {}) => {
     const port = await freePort()
+    const adminKey = `bench-admin-${randomUUID()}`
     const dataDir = mkdtempSync(join(tmpdir(), "dac-bench-"))
     dataDirs.push(dataDir)
     const ownTimeFile = join(dataDir, "own-time.json")
@@ -271,13 +273,22 @@ const main = async () => {
           OPENAI_CONCURRENCY: "100000",
           OPENAI_MAX_QUEUE: "100000",
           OWN_TIME_FILE: ownTimeFile,
+          // AUTH_MODE=keys (the default): the bench's key is issued through the admin API.
+          ADMIN_API_KEY: adminKey,
           ...env,
         },
       },
     )
     children.push(dac)
     await waitHealthy(`http://127.0.0.1:${port}/health`)
-    return { port, pid: dac.pid!, ownTimeFile }
+    const issued = await fetch(`http://127.0.0.1:${port}/admin/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ org_id: "bench", name: "bench" }),
+    })
+    if (issued.status !== 201) throw new Error(`could not issue the bench's key: ${issued.status}`)
+    const { key } = (await issued.json()) as { key: string }
+    return { port, pid: dac.pid!, ownTimeFile, key }
   }
   /** A DAC process as a contender: its OpenAI-compatible endpoint, with a bearer key. */
   const dacContender = (name: string, gateway: Awaited<ReturnType<typeof startDac>>): Contender => ({
@@ -286,7 +297,7 @@ const main = async () => {
     pid: gateway.pid,
     ownTimeFile: gateway.ownTimeFile,
     path: "/v1/chat/completions",
-    headers: { authorization: "Bearer bench" },
+    headers: { authorization: `Bearer ${gateway.key}` },
     model: "openai/bench",
   })
   const dac = await startDac()

@@ -13,7 +13,7 @@ const lastN = Number(argValue("--last-n") ?? "100")
 const polls = Number(argValue("--polls") ?? "3")
 const intervalMs = Number(argValue("--interval-ms") ?? "1000")
 const underBurst = selfHosted || process.argv.includes("--burst")
-const headers = { "x-org-id": org, "content-type": "application/json" }
+const headers = { ...(await gateway.auth(org)), "content-type": "application/json" }
 
 interface Summary {
   count: number

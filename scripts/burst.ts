@@ -29,7 +29,7 @@ const gateway = await gatewayFor({
   COALESCE_RESULT_TTL_MS: "120000",
 })
 const org = `burst-${Date.now()}`
-const headers = { "x-org-id": org, "content-type": "application/json" }
+const headers = { ...(await gateway.auth(org)), "content-type": "application/json" }
 const rows = []
 try {
   for (const n of sizes) {

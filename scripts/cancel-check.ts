@@ -14,7 +14,8 @@ const upstream = await startFakeUpstream()
 upstream.on("openai", { transcript: "openai-chat-stream", split: "random", maxWrite: 40, writeDelayMs: 40 })
 const gateway = await gatewayFor(upstream.env())
 const org = "cancel-check"
-const headers = { "x-org-id": org, "content-type": "application/json" }
+const auth = await gateway.auth(org)
+const headers = { ...auth, "content-type": "application/json" }
 
 const toSocketClose: Array<number> = []
 const toTerminal: Array<number> = []
@@ -38,7 +39,7 @@ try {
     const cancelAt = performance.now()
     await fetch(`${gateway.baseUrl}/api/threads/cancel/${meta.data.request_id}`, {
       method: "POST",
-      headers: { "x-org-id": org },
+      headers: auth,
     })
     const closedAt = await upstream.socketClosedAt(call, 5_000)
     const terminal = await stream.waitFor(

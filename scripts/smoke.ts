@@ -6,7 +6,7 @@
 import { gatewayFor } from "./harness.ts"
 
 const gateway = await gatewayFor()
-const headers = { "x-org-id": "smoke", "content-type": "application/json" }
+const headers = { ...(await gateway.auth("smoke")), "content-type": "application/json" }
 const failures: Array<string> = []
 try {
   const thread = (await (

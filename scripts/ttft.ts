@@ -12,7 +12,8 @@ const concurrency = Number(argValue("--concurrency") ?? "10")
 const provider = argValue("--provider") ?? "mock"
 const model = argValue("--model") ?? "faststream-ttft"
 const gateway = await gatewayFor()
-const headers = { "x-org-id": `ttft-${Date.now()}`, "content-type": "application/json" }
+const auth = await gateway.auth(`ttft-${Date.now()}`)
+const headers = { ...auth, "content-type": "application/json" }
 
 const ttft: Array<number> = []
 const clientTtft: Array<number> = []
@@ -63,7 +64,7 @@ try {
     const cancelAt = performance.now()
     await fetch(`${gateway.baseUrl}/api/threads/cancel/${meta.data.request_id}`, {
       method: "POST",
-      headers: { "x-org-id": headers["x-org-id"] },
+      headers: auth,
     })
     const end = await stream.waitFor(
       (e) => e.event === "cancelled" || e.event === "done" || e.event === "error",

@@ -5,8 +5,8 @@ import {
   Effect,
   Layer,
   type LogLevel,
-  type Option,
-  type Redacted,
+  Option,
+  Redacted,
   Schema,
 } from "effect"
 
@@ -69,6 +69,13 @@ export interface ModelTarget {
 export const UpstreamStreaming = Schema.Literals(["always", "threads", "requested"])
 export type UpstreamStreaming = typeof UpstreamStreaming.Type
 
+/**
+ * Where a request's org comes from: `keys` (the default) from its API key alone; `header` from
+ * `x-org-id`, for a deployment behind a trusted front end that sets it (no key is asked for).
+ */
+export const AuthMode = Schema.Literals(["keys", "header"])
+export type AuthMode = typeof AuthMode.Type
+
 export interface AppConfigShape {
   readonly port: number
   readonly host: string
@@ -76,6 +83,12 @@ export interface AppConfigShape {
   readonly databasePoolSize: number
   readonly dataDir: string
   readonly logLevel: LogLevel.LogLevel
+  /** `AUTH_MODE`: `keys` (default) or `header`. */
+  readonly authMode: AuthMode
+  /** `ADMIN_API_KEY`: enables `/admin/keys` (without it every `/admin` route answers 404). */
+  readonly adminApiKey: Option.Option<Redacted.Redacted<string>>
+  /** `OPS_TOKEN`: when set, `/ready`'s details, `/metrics` and `/docs` require it as a bearer. */
+  readonly opsToken: Option.Option<Redacted.Redacted<string>>
   readonly maxBodyBytes: number
   readonly maxContentChars: number
   /** `MAX_TITLE_CHARS`: the longest thread title accepted. */
@@ -166,6 +179,12 @@ const providerConfig = (name: ProviderName) => {
   })
 }
 
+/** A secret that may be unset; set but empty counts as unset (an empty secret would match anyone). */
+const secretOption = (name: string) =>
+  Config.option(Config.Redacted(name)).pipe(
+    Config.map(Option.filter((secret) => Redacted.value(secret).length > 0)),
+  )
+
 const logLevels: ReadonlyArray<LogLevel.LogLevel> = [
   "All",
   "Trace",
@@ -249,6 +268,9 @@ export const appConfig = Config.all({
   databasePoolSize: positiveInt("DATABASE_POOL_SIZE", 10),
   dataDir: Config.String("DATA_DIR").pipe(Config.withDefault("./data")),
   logLevel,
+  authMode: Config.schema(AuthMode, "AUTH_MODE").pipe(Config.withDefault("keys" as const)),
+  adminApiKey: secretOption("ADMIN_API_KEY"),
+  opsToken: secretOption("OPS_TOKEN"),
   maxBodyBytes: positiveInt("MAX_BODY_BYTES", 1024 * 1024),
   maxContentChars: positiveInt("MAX_CONTENT_CHARS", 200_000),
   maxTitleChars: positiveInt("MAX_TITLE_CHARS", 1_000),

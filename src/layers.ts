@@ -1,13 +1,16 @@
 import { Effect, Layer, Logger, References } from "effect"
 import { AppConfig } from "./config.ts"
+import { ApiKeys } from "./engine/api-keys.ts"
 import { Coalescer } from "./engine/coalescer.ts"
 import { Generations } from "./engine/generations.ts"
 import { KeyLimiter } from "./engine/key-limits.ts"
 import { Pacer } from "./engine/pacer.ts"
+import { AuthStartup } from "./engine/quick-start.ts"
 import { Turns } from "./engine/turns.ts"
 import { HttpServerLive } from "./http/server.ts"
 import { GracefulShutdown } from "./http/shutdown.ts"
 import { Providers } from "./providers/providers.ts"
+import { KeysRepo } from "./store/keys-repo.ts"
 import { MessagesRepo } from "./store/messages-repo.ts"
 import { RequestLogRepo } from "./store/request-log-repo.ts"
 import { SqlLive } from "./store/sql.ts"
@@ -23,9 +26,12 @@ const CrashSweep = Layer.effectDiscard(
   }),
 )
 
-const Repos = Layer.mergeAll(ThreadsRepo.layer, MessagesRepo.layer, RequestLogRepo.layer).pipe(
-  Layer.provideMerge(SqlLive),
-)
+const Repos = Layer.mergeAll(
+  ThreadsRepo.layer,
+  MessagesRepo.layer,
+  RequestLogRepo.layer,
+  KeysRepo.layer,
+).pipe(Layer.provideMerge(SqlLive))
 
 const Engine = Turns.layer.pipe(
   Layer.provideMerge(
@@ -38,6 +44,8 @@ const Engine = Turns.layer.pipe(
       KeyLimiter.layer,
     ),
   ),
+  Layer.provideMerge(AuthStartup),
+  Layer.provideMerge(ApiKeys.layer),
   Layer.provideMerge(CrashSweep),
   Layer.provideMerge(Repos),
 )

@@ -33,6 +33,7 @@ const startProcess = async (port: number, extra: Record<string, string> = {}) =>
     HOST: "127.0.0.1",
     DATA_DIR: dataDir,
     LOG_LEVEL: "Warn",
+    AUTH_MODE: "header",
     ...extra,
   }
   const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] })

@@ -135,6 +135,26 @@ export class TooManyListeners extends Schema.TaggedError<TooManyListeners>()(
   readonly retryable = true
 }
 
+/** No API key, an unknown or a revoked one: the same answer for each, so none can be told apart. */
+export class InvalidApiKey extends Schema.TaggedError<InvalidApiKey>()(
+  "InvalidApiKey",
+  { message: Schema.String },
+  { httpApiStatus: 401 },
+) {
+  readonly code = "invalid_api_key"
+  readonly status = 401
+}
+
+/** An API key the admin API was asked about does not exist. */
+export class KeyNotFound extends Schema.TaggedError<KeyNotFound>()(
+  "KeyNotFound",
+  { message: Schema.String },
+  { httpApiStatus: 404 },
+) {
+  readonly code = "key_not_found"
+  readonly status = 404
+}
+
 /** Errors of the gateway's own making (the request was accepted but could not be stored, …). */
 export class Internal extends Schema.TaggedError<Internal>()(
   "Internal",

@@ -28,3 +28,23 @@ export interface Caller {
   readonly keyId: KeyId | null
   readonly limits: KeyLimits
 }
+
+/** A key as the admin API shows it: its id, prefix and metadata, never the secret or its hash. */
+export const ApiKey = Schema.Struct({
+  key_id: KeyId,
+  org_id: Schema.String,
+  name: Schema.NullOr(Schema.String),
+  /** The secret's first characters, to tell keys apart in a list (not enough to guess the rest). */
+  prefix: Schema.String,
+  created_at: Schema.String,
+  last_used_at: Schema.NullOr(Schema.String),
+  revoked_at: Schema.NullOr(Schema.String),
+  limits: KeyLimits,
+})
+export type ApiKey = typeof ApiKey.Type
+
+/** Every secret starts with this, so a leaked one is recognisable (secret scanners, logs). */
+export const keyPrefix = "dac_"
+
+/** The characters of a secret shown as its `prefix`: `dac_` and 8 of its random part. */
+export const displayPrefixChars = keyPrefix.length + 8

@@ -4,6 +4,7 @@ import { ChatRequest, TurnResult } from "../domain/chat.ts"
 import { IdempotencyKey, RequestId, ThreadId } from "../domain/ids.ts"
 import { storableText } from "../domain/text.ts"
 import { Thread, ThreadWithMessages } from "../domain/thread.ts"
+import { AdminApi } from "./admin-api.ts"
 import {
   BadGatewayError,
   BadRequestError,
@@ -178,25 +179,30 @@ export class UsageApi extends HttpApiGroup.make("usage")
   .annotateMerge(OpenApi.annotations({ title: "Usage", description: "Requests and tokens per day" })) {}
 
 export const HealthStatus = Schema.Struct({ status: Schema.Literal("ok") })
+/** The details of `/ready`: left out when OPS_TOKEN is set and the caller does not send it. */
 const readiness = {
-  providers: Schema.Array(Schema.Struct({ name: Schema.String, configured: Schema.Boolean })),
+  providers: Schema.optional(
+    Schema.Array(Schema.Struct({ name: Schema.String, configured: Schema.Boolean })),
+  ),
   /** Each provider's pacer right now: bucket tokens, calls in flight, requests queued, pause. */
-  pacer: Schema.Array(
-    Schema.Struct({
-      provider: Schema.String,
-      tokens: Schema.Number,
-      inFlight: Schema.Number,
-      queued: Schema.Number,
-      concurrencyLimit: Schema.Number,
-      pausedUntil: Schema.NullOr(Schema.Number),
-    }),
+  pacer: Schema.optional(
+    Schema.Array(
+      Schema.Struct({
+        provider: Schema.String,
+        tokens: Schema.Number,
+        inFlight: Schema.Number,
+        queued: Schema.Number,
+        concurrencyLimit: Schema.Number,
+        pausedUntil: Schema.NullOr(Schema.Number),
+      }),
+    ),
   ),
 }
 
 /** Ready: the store answers. It says `ok`, never where the store is or what its driver said. */
 export const ReadyStatus = Schema.Struct({
   status: Schema.Literal("ready"),
-  store: Schema.Literal("ok"),
+  store: Schema.optional(Schema.Literal("ok")),
   ...readiness,
 })
 
@@ -207,7 +213,7 @@ export const ReadyStatus = Schema.Struct({
 export class NotReady extends Schema.Error<NotReady>("NotReady")(
   {
     status: Schema.Literal("unavailable"),
-    store: Schema.Literal("unavailable"),
+    store: Schema.optional(Schema.Literal("unavailable")),
     ...readiness,
     error: ErrorDetail,
   },
@@ -224,6 +230,7 @@ export class Api extends HttpApi.make("dac")
   .add(MetricsApi)
   .add(UsageApi)
   .add(SystemApi)
+  .add(AdminApi)
   // Report every problem of a payload at once, not just the first.
   .annotate(HttpApi.PayloadParseOptions, { errors: "all" })
   .annotateMerge(

@@ -15,6 +15,9 @@ const fields = { error: ErrorDetail }
 export class BadRequestError extends Schema.Error<BadRequestError>("BadRequestError")(fields, {
   httpApiStatus: 400,
 }) {}
+export class UnauthorizedError extends Schema.Error<UnauthorizedError>("UnauthorizedError")(fields, {
+  httpApiStatus: 401,
+}) {}
 export class NotFoundError extends Schema.Error<NotFoundError>("NotFoundError")(fields, {
   httpApiStatus: 404,
 }) {}
@@ -42,6 +45,7 @@ export class GatewayTimeoutError extends Schema.Error<GatewayTimeoutError>("Gate
 
 export type ApiError =
   | BadRequestError
+  | UnauthorizedError
   | NotFoundError
   | ConflictError
   | PayloadTooLargeError
@@ -54,6 +58,7 @@ export type ApiError =
 /** Every error class, for endpoints that can answer with any of them. */
 export const ApiErrors = [
   BadRequestError,
+  UnauthorizedError,
   NotFoundError,
   ConflictError,
   PayloadTooLargeError,
@@ -80,6 +85,8 @@ export const toApiError = (e: DescribedError): ApiError => {
   switch (e.status) {
     case 400:
       return new BadRequestError({ error: detail })
+    case 401:
+      return new UnauthorizedError({ error: detail })
     case 404:
       return new NotFoundError({ error: detail })
     case 409:

@@ -18,9 +18,9 @@ import { ThreadsRepo } from "../store/threads-repo.ts"
 import { summarize } from "../telemetry/performance.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
 import { Api, NotReady } from "./api.ts"
-import { currentCaller } from "./caller.ts"
 import { BadRequestError, retryAfterHeader, toApiError } from "./errors.ts"
-import { CurrentOrg } from "./org.ts"
+import { hasOpsAccess } from "./ops-guard.ts"
+import { CurrentCaller, CurrentOrg } from "./org.ts"
 import {
   findGenerationFor,
   lastEventId,
@@ -68,7 +68,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         return new ThreadWithMessages({ ...thread.value, messages: list }, { disableChecks: true })
       }),
       sendMessage: Effect.fn("http.sendMessage")(function* ({ params, payload }) {
-        const caller = yield* currentCaller
+        const caller = yield* CurrentCaller
         const request = yield* HttpServerRequest.HttpServerRequest
         const stream = wantsEventStream(request.headers.accept)
         const input = turnInput(
@@ -89,7 +89,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         return yield* turns.send(input).pipe(withRetryAfter, Effect.mapError(toApiError))
       }),
       streamMessage: Effect.fn("http.streamMessage")(function* ({ params, payload }) {
-        const caller = yield* currentCaller
+        const caller = yield* CurrentCaller
         const request = yield* HttpServerRequest.HttpServerRequest
         const input = turnInput(request.headers, caller, params.thread_id, payload, "stream")
         return yield* turns.start(input).pipe(
@@ -267,35 +267,47 @@ export const SystemHandlers = HttpApiBuilder.group(
       health: () => Effect.succeed({ status: "ok" as const }),
       // Migrations run before the server listens, so a reachable database means a migrated one.
       ready: () =>
-        sql`SELECT 1`.pipe(
-          Effect.timeout(readyTimeoutMs),
-          Effect.map(() => ({
-            status: "ready" as const,
-            store: "ok" as const,
-            providers: providers.status,
-            pacer: pacer.state(),
-          })),
-          // The driver's words name hosts and ports: the log gets them, the answer does not.
-          Effect.catch((error) =>
-            Effect.logWarning("store not ready", { error: causeChain(error) }).pipe(
-              Effect.andThen(
-                Effect.fail(
-                  new NotReady({
-                    status: "unavailable",
-                    store: "unavailable",
+        Effect.gen(function* () {
+          // With OPS_TOKEN set, a caller without it learns ready or not, nothing more.
+          const details = yield* hasOpsAccess
+          return yield* sql`SELECT 1`.pipe(
+            Effect.timeout(readyTimeoutMs),
+            Effect.map(() =>
+              details
+                ? {
+                    status: "ready" as const,
+                    store: "ok" as const,
                     providers: providers.status,
                     pacer: pacer.state(),
-                    error: {
-                      code: "store_unavailable",
-                      message: "the store is unavailable",
-                      retryable: true,
-                    },
-                  }),
+                  }
+                : { status: "ready" as const },
+            ),
+            // The driver's words name hosts and ports: the log gets them, the answer does not.
+            Effect.catch((error) =>
+              Effect.logWarning("store not ready", { error: causeChain(error) }).pipe(
+                Effect.andThen(
+                  Effect.fail(
+                    new NotReady({
+                      status: "unavailable",
+                      ...(details
+                        ? {
+                            store: "unavailable" as const,
+                            providers: providers.status,
+                            pacer: pacer.state(),
+                          }
+                        : {}),
+                      error: {
+                        code: "store_unavailable",
+                        message: "the store is unavailable",
+                        retryable: true,
+                      },
+                    }),
+                  ),
                 ),
               ),
             ),
-          ),
-        ),
+          )
+        }),
     })
   }),
 )

@@ -4,16 +4,19 @@ import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { AppConfig, type ModelTarget } from "../config.ts"
 import { type ChatRequest, StopSequence, StopSequences } from "../domain/chat.ts"
 import { IdempotencyKey, OrgId } from "../domain/ids.ts"
+import type { Caller } from "../domain/keys.ts"
 import { modelNameChecks, storableText } from "../domain/text.ts"
 import type { Usage } from "../domain/thread.ts"
+import { ApiKeys } from "../engine/api-keys.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import type { ChatMessage } from "../providers/provider.ts"
-import { callerOf } from "./caller.ts"
+import { headerCaller } from "./caller.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
 import { type ListenerFormat, subscribeBody } from "./listener-body.ts"
 import { isBodyTooLarge } from "./middleware.ts"
 import { openAiErrorBody as errorBody, openAiError } from "./openai-errors.ts"
 import { unsupportedParameter } from "./openai-parameters.ts"
+import { presentedKey } from "./org.ts"
 import { sseResponse } from "./stream.ts"
 
 /** OpenAI's message: text content as a string or as text parts. */
@@ -61,7 +64,10 @@ const fromDescribed = (error: DescribedError & { readonly retryAfterMs?: number 
     error.retryAfterMs === undefined ? {} : retryAfterHeader(error.retryAfterMs),
   )
 
-/** Hashing a key costs more than the rest of reading a request: a client's key is hashed once. */
+/**
+ * `AUTH_MODE=header` only: any bearer becomes an org of its own (its hash), as before API keys.
+ * Hashing a key costs more than the rest of reading a request: a client's key is hashed once.
+ */
 const orgsByKey = new Map<string, OrgId>()
 const maxRememberedKeys = 10_000
 
@@ -80,7 +86,9 @@ const orgOfKey = (key: string): OrgId => {
  * The caller's org: a bearer token (hashed, so the key itself never becomes an id that is logged)
  * or `x-org-id`.
  */
-const orgOf = (headers: Readonly<Record<string, string | undefined>>): OrgId | "invalid" | undefined => {
+const headerModeOrgOf = (
+  headers: Readonly<Record<string, string | undefined>>,
+): OrgId | "invalid" | undefined => {
   const bearer = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? "")?.[1]?.trim()
   if (bearer) return orgOfKey(bearer)
   const org = headers["x-org-id"]
@@ -199,11 +207,45 @@ const expectedModel = (aliases: ReadonlyMap<string, ModelTarget>) => {
  * thread.
  */
 export const OpenAiRoute = Layer.unwrap(
-  Effect.map(AppConfig, (config) => {
+  Effect.gen(function* () {
+    const config = yield* AppConfig
+    const keys = yield* ApiKeys
     const expected = expectedModel(config.modelAliases)
-    return HttpRouter.add("POST", "/v1/chat/completions", completions(config, expected))
+    const callerOf = config.authMode === "header" ? headerModeCaller : keyCaller(keys)
+    return HttpRouter.add("POST", "/v1/chat/completions", completions(config, expected, callerOf))
   }),
 )
+
+/** The caller, or the OpenAI-shaped answer refusing it (401 so the SDKs raise AuthenticationError). */
+type CallerOf = (
+  headers: Readonly<Record<string, string | undefined>>,
+) => Effect.Effect<Caller | HttpServerResponse.HttpServerResponse>
+
+const keyCaller =
+  (keys: ApiKeys["Service"]): CallerOf =>
+  (headers) =>
+    keys
+      .authenticate(presentedKey(headers))
+      .pipe(Effect.catch((error) => Effect.succeed(openAiError(error.status, error.code, error.message))))
+
+const headerModeCaller: CallerOf = (headers) => {
+  const org = headerModeOrgOf(headers)
+  if (org === undefined) {
+    return Effect.succeed(
+      openAiError(401, "invalid_api_key", "send Authorization: Bearer <key> or an x-org-id header"),
+    )
+  }
+  if (org === "invalid") {
+    return Effect.succeed(
+      openAiError(
+        400,
+        "invalid_org_id",
+        "x-org-id must be 1-128 characters of letters, digits and . _ : @ -",
+      ),
+    )
+  }
+  return Effect.succeed(headerCaller(org))
+}
 
 interface CompletionLimits {
   readonly modelAliases: ReadonlyMap<string, ModelTarget>
@@ -269,22 +311,14 @@ const outOfBounds = (json: unknown, limits: CompletionLimits) => {
   return undefined
 }
 
-const completions = (limits: CompletionLimits, expectedModel: string) =>
+const completions = (limits: CompletionLimits, expectedModel: string, callerOf: CallerOf) =>
   Effect.gen(function* () {
     const { modelAliases, stalledWriteTimeoutMs: stalledWriteMs } = limits
     const request = yield* HttpServerRequest.HttpServerRequest
     const turns = yield* Turns
-    const org = orgOf(request.headers)
-    if (org === undefined) {
-      return openAiError(401, "invalid_api_key", "send Authorization: Bearer <key> or an x-org-id header")
-    }
-    if (org === "invalid") {
-      return openAiError(
-        400,
-        "invalid_org_id",
-        "x-org-id must be 1-128 characters of letters, digits and . _ : @ -",
-      )
-    }
+    const caller = yield* callerOf(request.headers)
+    if (HttpServerResponse.isHttpServerResponse(caller)) return caller
+    const org = caller.org
     const idempotencyKey = request.headers["idempotency-key"]
     if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
       return openAiError(
@@ -341,7 +375,7 @@ const completions = (limits: CompletionLimits, expectedModel: string) =>
     const stream = body.stream === true
     const input = {
       org,
-      caller: callerOf(org),
+      caller,
       threadId: null,
       conversation,
       body: chat,

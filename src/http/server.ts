@@ -4,11 +4,14 @@ import { Context, Effect, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { AppConfig } from "../config.ts"
+import { AdminAuthLive } from "./admin-auth.ts"
+import { AdminHandlers } from "./admin-handlers.ts"
 import { Api } from "./api.ts"
 import { onClientError } from "./client-error.ts"
 import { MetricsHandlers, SystemHandlers, ThreadsHandlers, UsageHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
 import { OpenAiRoute } from "./openai.ts"
+import { opsGuard } from "./ops-guard.ts"
 import { OrgScopeLive } from "./org.ts"
 import { PrometheusRoute } from "./prometheus.ts"
 
@@ -17,14 +20,15 @@ export const RoutesLive = Layer.unwrap(
   Effect.map(AppConfig, (config) =>
     Layer.mergeAll(
       HttpApiBuilder.layer(Api, { openapiPath: "/openapi.json" }).pipe(
-        Layer.provide([ThreadsHandlers, MetricsHandlers, UsageHandlers, SystemHandlers]),
+        Layer.provide([ThreadsHandlers, MetricsHandlers, UsageHandlers, SystemHandlers, AdminHandlers]),
         // The router resolves the middleware when it builds the routes, so it must stay visible.
-        Layer.provideMerge(OrgScopeLive),
+        Layer.provideMerge(Layer.mergeAll(OrgScopeLive, AdminAuthLive)),
       ),
       HttpApiScalar.layer(Api, { path: "/docs" }),
       PrometheusRoute,
       OpenAiRoute,
       errorMiddleware(config.maxBodyBytes),
+      opsGuard,
     ),
   ),
 )

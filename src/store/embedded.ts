@@ -1,6 +1,8 @@
+import { mkdirSync } from "node:fs"
 import type { Duplex } from "node:stream"
 import { MessageChannel, Worker } from "node:worker_threads"
 import { Context, Duration, Effect, Layer } from "effect"
+import { lockDataDir } from "./data-dir-lock.ts"
 import {
   type ConnectMessage,
   type EmbeddedWorkerData,
@@ -63,6 +65,11 @@ export class EmbeddedPostgres extends Context.Service<
     Layer.effect(
       EmbeddedPostgres,
       Effect.gen(function* () {
+        if (dataDir !== undefined) {
+          yield* Effect.sync(() => mkdirSync(dataDir, { recursive: true }))
+          // Released after the worker has stopped (finalizers run in reverse).
+          yield* lockDataDir(dataDir)
+        }
         const worker = yield* Effect.acquireRelease(startWorker(dataDir), stopWorker)
         // A crash of the store's thread after start-up: every query fails from then on; say why.
         const context = yield* Effect.context<never>()

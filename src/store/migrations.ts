@@ -57,6 +57,23 @@ export const migrations = {
       )`
     yield* sql`CREATE INDEX request_log_created ON request_log (created_at DESC)`
   }),
+  "0003_api_keys": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    // The secret is never stored: only its SHA-256 (a 256-bit random secret needs no slow hash).
+    yield* sql`
+      CREATE TABLE api_keys (
+        id uuid PRIMARY KEY,
+        org_id text NOT NULL,
+        name text,
+        prefix text NOT NULL,
+        secret_hash text NOT NULL UNIQUE,
+        limits jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        last_used_at timestamptz,
+        revoked_at timestamptz
+      )`
+    yield* sql`CREATE INDEX api_keys_org_created ON api_keys (org_id, created_at DESC)`
+  }),
   // `GET /api/usage`: one org's rows over a range of days, without reading every org's.
   "0004_request_log_org_created": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient

@@ -20,6 +20,8 @@ export const startGateway = async (env: Record<string, string> = {}): Promise<Ru
     PORT: "0",
     HOST: "127.0.0.1",
     LOG_LEVEL: "Warn",
+    // The suite's older tests pick their org with x-org-id; keys-mode tests pass AUTH_MODE=keys.
+    AUTH_MODE: "header",
     DATABASE_URL: inject("databaseUrl"),
     DATABASE_POOL_SIZE: inject("databasePoolSize"),
     ...env,
