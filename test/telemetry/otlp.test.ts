@@ -96,4 +96,54 @@ describe("OpenTelemetry export", () => {
     )
     expect(resource).toContain("dac-under-test")
   })
+
+  it("exports no secret: with keys on, neither the API key, the admin key nor the provider's key is in any span, metric or log", async () => {
+    for (const signal of Object.keys(received)) received[signal] = []
+    const adminKey = `admin-${crypto.randomUUID()}`
+    const providerKey = `sk-provider-${crypto.randomUUID()}`
+    const gateway = await startGateway({
+      AUTH_MODE: "keys",
+      ADMIN_API_KEY: adminKey,
+      OPENAI_API_KEY: providerKey,
+      OPENAI_BASE_URL: "http://127.0.0.1:9/v1",
+      UPSTREAM_MAX_ATTEMPTS: "1",
+      LOG_LEVEL: "All",
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_BSP_SCHEDULE_DELAY: "100",
+      OTEL_METRIC_EXPORT_INTERVAL: "200",
+    })
+    const admin = api(gateway.baseUrl, undefined)
+    const issued = await admin.post(
+      "/admin/keys",
+      { org_id: "org-otel-secrets" },
+      { authorization: `Bearer ${adminKey}` },
+    )
+    const key = issued.json.key as string
+    const c = api(gateway.baseUrl, undefined)
+    const auth = { authorization: `Bearer ${key}` }
+    const threadId = (await c.post("/api/threads", {}, auth)).json.thread_id
+    expect(
+      (
+        await c.post(
+          `/api/threads/${threadId}/messages`,
+          { role: "user", content: "hi", provider: "mock", model: "faststream-ttft" },
+          auth,
+        )
+      ).status,
+    ).toBe(200)
+    // A call to a provider that cannot be reached: its error path carries the provider's key.
+    await c.post(
+      "/v1/chat/completions",
+      { model: "openai/gpt-4o-mini", messages: [{ role: "user", content: "hi" }] },
+      { "x-api-key": key },
+    )
+    await c.post("/api/threads", {}, { authorization: "Bearer dac_not-a-real-key" })
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    await gateway.close()
+    const exported = JSON.stringify(received)
+    expect(spansOf(received.traces!).length).toBeGreaterThan(0)
+    for (const secret of [key, adminKey, providerKey, "dac_not-a-real-key"])
+      expect(exported).not.toContain(secret)
+  })
 })
