@@ -15,10 +15,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Pool } from "undici"
+import { freePort } from "../scripts/free-port.ts"
 import { argValue, percentile, table } from "../scripts/harness.ts"
 
 const seconds = Number(argValue("--seconds") ?? "3")
@@ -29,15 +29,6 @@ const tokenMs = Number(argValue("--token-ms") ?? "2")
 const paced = ttftMs > 0 || tokenMs > 0
 const children: Array<ChildProcess> = []
 const node = process.execPath
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0))
-    })
-  })
 
 /** Starts a process that prints `{"port":N}` on its first line. */
 const startPrinting = (args: ReadonlyArray<string>) =>

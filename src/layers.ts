@@ -33,7 +33,8 @@ const Repos = Layer.mergeAll(
   KeysRepo.layer,
 ).pipe(Layer.provideMerge(SqlLive))
 
-const Engine = Turns.layer.pipe(
+/** The engine's services over the repositories and the configuration (tests build it on their own store). */
+export const EngineServices = Turns.layer.pipe(
   Layer.provideMerge(
     Layer.mergeAll(
       Generations.layer,
@@ -44,6 +45,9 @@ const Engine = Turns.layer.pipe(
       KeyLimiter.layer,
     ),
   ),
+)
+
+const Engine = EngineServices.pipe(
   Layer.provideMerge(AuthStartup),
   Layer.provideMerge(ApiKeys.layer),
   Layer.provideMerge(CrashSweep),

@@ -1,9 +1,9 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, inject, it } from "vitest"
+import { freePort } from "../../scripts/free-port.ts"
 
 const dirs: Array<string> = []
 const running = new Set<ChildProcess>()
@@ -76,16 +76,6 @@ describe("npm run keys", () => {
     60_000,
   )
 })
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0))
-    })
-  })
 
 describe("the quick start", () => {
   it("a fresh npm start writes one demo key to DATA_DIR/demo-key (0600), logs its path, not the secret", async () => {

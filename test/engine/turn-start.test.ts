@@ -3,15 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { AppConfig } from "../../src/config.ts"
 import { StoreUnavailable } from "../../src/domain/errors.ts"
 import type { OrgId, ThreadId } from "../../src/domain/ids.ts"
-import { Coalescer } from "../../src/engine/coalescer.ts"
-import { Generations } from "../../src/engine/generations.ts"
-import { KeyLimiter } from "../../src/engine/key-limits.ts"
-import { Pacer } from "../../src/engine/pacer.ts"
 import { type TurnInput, Turns } from "../../src/engine/turns.ts"
-import { Providers } from "../../src/providers/providers.ts"
+import { EngineServices } from "../../src/layers.ts"
 import { MessagesRepo } from "../../src/store/messages-repo.ts"
 import { ThreadsRepo } from "../../src/store/threads-repo.ts"
-import { RequestLog } from "../../src/telemetry/request-log.ts"
 import { ReposLive } from "../support/store.ts"
 
 /**
@@ -49,17 +44,7 @@ const FaultyStarts = Layer.effect(
 )
 
 const config = AppConfig.fromRecord({ MOCK_TTFT_MS: "0", MOCK_TOKENS: "3", MOCK_TOKEN_INTERVAL_MS: "0" })
-const TestLayer = Turns.layer.pipe(
-  Layer.provideMerge(
-    Layer.mergeAll(
-      Generations.layer,
-      RequestLog.layer,
-      Providers.layer,
-      Coalescer.layer,
-      Pacer.layer,
-      KeyLimiter.layer,
-    ),
-  ),
+const TestLayer = EngineServices.pipe(
   Layer.provide(FaultyStarts),
   Layer.provideMerge(ReposLive),
   Layer.provide(config),

@@ -2,6 +2,7 @@ import { request as httpRequest } from "node:http"
 import { connect, createServer, type Socket } from "node:net"
 import { Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { freePort } from "../../scripts/free-port.ts"
 import { ChatRequest } from "../../src/domain/chat.ts"
 import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
 
@@ -10,16 +11,6 @@ import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
 let gateway: RunningGateway
 let closedPort: number
 const org = `org-${crypto.randomUUID()}`
-
-/** A port nothing listens on: bound, then freed. */
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
-    })
-  })
 
 beforeAll(async () => {
   closedPort = await freePort()
