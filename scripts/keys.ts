@@ -11,7 +11,7 @@ import { Effect, Layer, Logger, References, Schema } from "effect"
 import { AppConfig } from "../src/config.ts"
 import { OrgId } from "../src/domain/ids.ts"
 import { KeyId, type KeyLimits } from "../src/domain/keys.ts"
-import { ApiKeys } from "../src/engine/api-keys.ts"
+import { ApiKeys, issuedKeyAnswer } from "../src/engine/api-keys.ts"
 import { KeysRepo } from "../src/store/keys-repo.ts"
 import { SqlLive } from "../src/store/sql.ts"
 
@@ -63,19 +63,12 @@ const program = Effect.gen(function* () {
         catch: (error) => new CliError({ message: String((error as Error).message) }),
       })
       for (const [name, value] of Object.entries(parsed)) if (value !== undefined) limits[name] = value
-      const { key, secret } = yield* keys.issue({
+      const issued = yield* keys.issue({
         org,
         name: option("--name") ?? null,
         limits: limits as KeyLimits,
       })
-      return yield* print({
-        key_id: key.key_id,
-        key: secret,
-        org_id: key.org_id,
-        name: key.name,
-        created_at: key.created_at,
-        limits: key.limits,
-      })
+      return yield* print(issuedKeyAnswer(issued))
     }
     case "list":
       return yield* print({ keys: yield* keys.list(yield* orgArg(option("--org"))) })

@@ -44,6 +44,16 @@ export interface IssuedKey {
   readonly secret: string
 }
 
+/** What issuing a key answers (the admin API, the CLI): the only answer that shows the secret. */
+export const issuedKeyAnswer = ({ key, secret }: IssuedKey) => ({
+  key_id: key.key_id,
+  key: secret,
+  org_id: key.org_id,
+  name: key.name,
+  created_at: key.created_at,
+  limits: key.limits,
+})
+
 /**
  * API keys: issuing, changing and revoking them, and authenticating a request's secret against an
  * in-memory cache (a secret's hash → its caller), so a request costs a hash and a map lookup, not a

@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { ApiKeys } from "../engine/api-keys.ts"
+import { ApiKeys, issuedKeyAnswer } from "../engine/api-keys.ts"
 import { Api } from "./api.ts"
 import { toApiError } from "./errors.ts"
 
@@ -11,17 +11,10 @@ export const AdminHandlers = HttpApiBuilder.group(
     const keys = yield* ApiKeys
     return handlers.handleAll({
       createKey: Effect.fn("http.createKey")(function* ({ payload }) {
-        const { key, secret } = yield* keys
+        const issued = yield* keys
           .issue({ org: payload.org_id, name: payload.name ?? null, limits: payload.limits ?? {} })
           .pipe(Effect.mapError(toApiError))
-        return {
-          key_id: key.key_id,
-          key: secret,
-          org_id: key.org_id,
-          name: key.name,
-          created_at: key.created_at,
-          limits: key.limits,
-        }
+        return issuedKeyAnswer(issued)
       }),
       listKeys: Effect.fn("http.listKeys")(function* ({ query }) {
         return { keys: yield* keys.list(query.org_id).pipe(Effect.mapError(toApiError)) }
