@@ -16,6 +16,7 @@ import { RequestLogRepo } from "./store/request-log-repo.ts"
 import { SqlLive } from "./store/sql.ts"
 import { ThreadsRepo } from "./store/threads-repo.ts"
 import { OtelLive } from "./telemetry/otel.ts"
+import { ProcessMetrics } from "./telemetry/process-metrics.ts"
 import { RequestLog } from "./telemetry/request-log.ts"
 
 /** Assistant messages a crash left `pending`/`streaming` become `interrupted` before anything else runs. */
@@ -39,6 +40,7 @@ export const EngineServices = Turns.layer.pipe(
     Layer.mergeAll(
       Generations.layer,
       RequestLog.layer,
+      ProcessMetrics.layer,
       Providers.layer,
       Coalescer.layer,
       Pacer.layer,

@@ -1,39 +1,135 @@
 import { type Context, Metric } from "effect"
 import type { RequestLogEntry } from "../store/request-log-repo.ts"
 
-/** Millisecond buckets from 1 ms to ~65 s, for TTFT, latency and queue wait alike. */
-const msBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 17 })
+// Names: OpenTelemetry's GenAI semantic conventions where they name the measure, `dac.*` for the
+// gateway's own; all in base units (seconds). Each metric carries its OTLP name (dotted) and its
+// Prometheus name (underscores, unit suffix, `_total` on counters) — see `prometheusName` below —
+// because `promtool check metrics` refuses abbreviated units (`_ms`) and ops tools expect seconds.
+// The `unit` attribute is what the OTLP exporter reads for a metric's unit; the Prometheus
+// formatter leaves it out of the labels.
+const seconds = { unit: "seconds" }
 
-const requests = Metric.counter("dac_requests_total", {
-  description: "Requests by provider, coalescing role and outcome",
-  incremental: true,
-})
-// By provider and model, never by org: an org label would grow with every tenant (cardinality).
-const tokens = Metric.counter("dac_tokens_total", {
-  description: "Tokens the providers reported, by provider, model and direction (input or output)",
-  incremental: true,
-})
-const ttft = Metric.histogram("dac_ttft_ms", {
-  description: "Time to the first upstream byte, from the request's arrival (ms)",
-  boundaries: msBoundaries,
-})
-const latency = Metric.histogram("dac_request_duration_ms", {
-  description: "Time from a request's arrival to its end (ms)",
-  boundaries: msBoundaries,
-})
-const queueWait = Metric.histogram("dac_queue_wait_ms", {
-  description: "Time a request waited in its provider's pacer (ms)",
-  boundaries: msBoundaries,
-})
+// The conventions' advisory bucket boundaries (seconds, tokens), so dashboards built for them fit.
+const ttftBoundaries = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+const durationBoundaries = [
+  0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+]
+const tokenBoundaries = [
+  1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+]
+/** 1 ms to ~65 s, doubling: a queue wait is usually 0 or a few ms, and long when a provider pauses. */
+const queueWaitBoundaries = Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 17 })
+
+/** OTLP name → Prometheus name, for every metric DAC defines (the formatter's name mapper). */
+const prometheusNames = new Map<string, string>()
+const named = <M>(otlp: string, prometheus: string, metric: M): M => {
+  prometheusNames.set(otlp, prometheus)
+  return metric
+}
+/** The Prometheus name of a metric; a name DAC did not define passes through (the formatter sanitizes it). */
+export const prometheusName = (otlpName: string) => prometheusNames.get(otlpName) ?? otlpName
+
+const requests = named(
+  "dac.requests",
+  "dac_requests_total",
+  Metric.counter("dac.requests", {
+    description: "Requests by provider, coalescing role and outcome",
+    attributes: { unit: "{request}" },
+    incremental: true,
+  }),
+)
+// Usage as the conventions define it: a histogram of tokens per upstream call, by token type. Its
+// `_sum` is the total the old `dac_tokens_total` counter gave (rate() works on it), and `_count`
+// the calls. By provider and model, never by org: an org label would grow with every tenant.
+const tokenUsage = named(
+  "gen_ai.client.token.usage",
+  "gen_ai_client_token_usage",
+  Metric.histogram("gen_ai.client.token.usage", {
+    description: "Tokens per upstream call as the provider reported them, by token type (input or output)",
+    attributes: { unit: "{token}", "gen_ai.operation.name": "chat" },
+    boundaries: tokenBoundaries,
+  }),
+)
+const ttft = named(
+  "gen_ai.server.time_to_first_token",
+  "gen_ai_server_time_to_first_token_seconds",
+  Metric.histogram("gen_ai.server.time_to_first_token", {
+    description: "Time from a request's arrival to the first upstream byte (s)",
+    attributes: { ...seconds, "gen_ai.operation.name": "chat" },
+    boundaries: ttftBoundaries,
+  }),
+)
+const duration = named(
+  "gen_ai.server.request.duration",
+  "gen_ai_server_request_duration_seconds",
+  Metric.histogram("gen_ai.server.request.duration", {
+    description: "Time from a request's arrival to its end (s)",
+    attributes: { ...seconds, "gen_ai.operation.name": "chat" },
+    boundaries: durationBoundaries,
+  }),
+)
+const queueWait = named(
+  "dac.pacer.queue_wait",
+  "dac_queue_wait_seconds",
+  Metric.histogram("dac.pacer.queue_wait", {
+    description: "Time a request waited in its provider's pacer (s)",
+    attributes: seconds,
+    boundaries: queueWaitBoundaries,
+  }),
+)
+
+const gauge = (otlp: string, prometheus: string, description: string, unit: string) =>
+  named(otlp, prometheus, Metric.gauge(otlp, { description, attributes: { unit } }))
 
 export const pacerGauges = {
-  tokens: Metric.gauge("dac_pacer_tokens", { description: "Tokens in the provider's bucket" }),
-  inFlight: Metric.gauge("dac_pacer_in_flight", { description: "Upstream calls in flight" }),
-  queued: Metric.gauge("dac_pacer_queued", { description: "Requests waiting in the pacer" }),
-  concurrencyLimit: Metric.gauge("dac_pacer_concurrency_limit", {
-    description: "Current (adaptive) concurrency limit",
-  }),
-  paused: Metric.gauge("dac_pacer_paused", { description: "1 while dispatch to the provider is paused" }),
+  tokens: gauge("dac.pacer.tokens", "dac_pacer_tokens", "Tokens in the provider's bucket", "{token}"),
+  inFlight: gauge("dac.pacer.in_flight", "dac_pacer_in_flight", "Upstream calls in flight", "{request}"),
+  queued: gauge("dac.pacer.queued", "dac_pacer_queued", "Requests waiting in the pacer", "{request}"),
+  concurrencyLimit: gauge(
+    "dac.pacer.concurrency_limit",
+    "dac_pacer_concurrency_limit",
+    "Current (adaptive) concurrency limit",
+    "{request}",
+  ),
+  paused: gauge("dac.pacer.paused", "dac_pacer_paused", "1 while dispatch to the provider is paused", "1"),
+}
+
+/** The process's own health: OTel's process/Node.js names over OTLP, the usual Node exporter's in Prometheus. */
+export const processMetrics = {
+  cpu: named(
+    "process.cpu.time",
+    "process_cpu_seconds_total",
+    Metric.counter("process.cpu.time", {
+      description: "CPU time the process used, user and system (s)",
+      attributes: seconds,
+      incremental: true,
+    }),
+  ),
+  residentMemory: gauge(
+    "process.memory.usage",
+    "process_resident_memory_bytes",
+    "Resident memory of the process (bytes)",
+    "bytes",
+  ),
+  heapUsed: gauge("v8js.memory.heap.used", "nodejs_heap_size_used_bytes", "V8 heap in use (bytes)", "bytes"),
+  eventLoopDelayMean: gauge(
+    "nodejs.eventloop.delay.mean",
+    "nodejs_eventloop_lag_seconds",
+    "Mean event-loop delay over the last sampling window (s)",
+    "seconds",
+  ),
+  eventLoopDelayP99: gauge(
+    "nodejs.eventloop.delay.p99",
+    "nodejs_eventloop_lag_p99_seconds",
+    "99th percentile of the event-loop delay over the last sampling window (s)",
+    "seconds",
+  ),
+  eventLoopDelayMax: gauge(
+    "nodejs.eventloop.delay.max",
+    "nodejs_eventloop_lag_max_seconds",
+    "Largest event-loop delay over the last sampling window (s)",
+    "seconds",
+  ),
 }
 
 // A tagged metric is a new object: keep one per label set instead of one per request.
@@ -57,20 +153,35 @@ const withLabels = <M extends Metric.Metric<number, unknown>>(
   return found as M
 }
 
+/** The conventions' attribute for the provider (`gen_ai_provider_name` in Prometheus). */
+export const providerLabel = (provider: string) => ({ "gen_ai.provider.name": provider })
+
 /** Feeds one finished request into the metrics (called by the request log, the one place that sees them all). */
 export const recordRequestMetrics = (entry: RequestLogEntry, context: Context.Context<never>) => {
-  const provider = entry.provider ?? "none"
-  withLabels(requests, { provider, coalesce: entry.coalesce, status: entry.status }).updateUnsafe(1, context)
-  if (entry.ttft_ms !== null) withLabels(ttft, { provider }).updateUnsafe(entry.ttft_ms, context)
-  if (entry.latency_ms !== null) withLabels(latency, { provider }).updateUnsafe(entry.latency_ms, context)
+  const provider = providerLabel(entry.provider ?? "none")
+  withLabels(requests, { ...provider, coalesce: entry.coalesce, status: entry.status }).updateUnsafe(
+    1,
+    context,
+  )
+  // The histograms are by provider only: a failed request's model is whatever the caller sent, and
+  // a label per made-up model name would grow without bound.
+  if (entry.ttft_ms !== null) withLabels(ttft, provider).updateUnsafe(entry.ttft_ms / 1000, context)
+  if (entry.latency_ms !== null) withLabels(duration, provider).updateUnsafe(entry.latency_ms / 1000, context)
   if (entry.queue_wait_ms !== null)
-    withLabels(queueWait, { provider }).updateUnsafe(entry.queue_wait_ms, context)
-  // Usage is on the leader's entry only (followers share its call): each upstream call counts once.
-  const model = entry.model ?? "none"
+    withLabels(queueWait, provider).updateUnsafe(entry.queue_wait_ms / 1000, context)
+  // Usage is on the leader's entry only (followers share its call): each upstream call counts once,
+  // and only a call that ran, so its model is one the provider accepted.
+  const usage = { ...provider, "gen_ai.request.model": entry.model ?? "none" }
   if (entry.input_tokens !== null && entry.input_tokens > 0)
-    withLabels(tokens, { provider, model, direction: "input" }).updateUnsafe(entry.input_tokens, context)
+    withLabels(tokenUsage, { ...usage, "gen_ai.token.type": "input" }).updateUnsafe(
+      entry.input_tokens,
+      context,
+    )
   if (entry.output_tokens !== null && entry.output_tokens > 0)
-    withLabels(tokens, { provider, model, direction: "output" }).updateUnsafe(entry.output_tokens, context)
+    withLabels(tokenUsage, { ...usage, "gen_ai.token.type": "output" }).updateUnsafe(
+      entry.output_tokens,
+      context,
+    )
 }
 
 export const setGauge = (

@@ -74,23 +74,36 @@ describe("OpenTelemetry export", () => {
     expect(attribute(generation!, "dac.request_id")).toBe(sent.json.request_id)
     expect([...names].some((name) => /POST|http/i.test(name))).toBe(true)
 
-    const metricNames = new Set(
-      (
-        received.metrics as Array<{
-          resourceMetrics: Array<{ scopeMetrics: Array<{ metrics: Array<{ name: string }> }> }>
-        }>
-      ).flatMap((body) =>
-        body.resourceMetrics.flatMap((r) => r.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.name))),
-      ),
-    )
-    for (const name of [
-      "dac_requests_total",
-      "dac_ttft_ms",
-      "dac_request_duration_ms",
-      "dac_queue_wait_ms",
-    ]) {
-      expect(metricNames).toContain(name)
+    interface OtlpMetric {
+      readonly name: string
+      readonly unit?: string
+      readonly histogram?: { dataPoints: ReadonlyArray<OtlpSpan> }
     }
+    const metrics = new Map<string, OtlpMetric>()
+    for (const body of received.metrics as Array<{
+      resourceMetrics: Array<{ scopeMetrics: Array<{ metrics: Array<OtlpMetric> }> }>
+    }>)
+      for (const r of body.resourceMetrics)
+        for (const s of r.scopeMetrics) for (const m of s.metrics) metrics.set(m.name, m)
+    // OTLP carries the GenAI conventions' names and units; Prometheus gets its own spelling.
+    for (const [name, unit] of [
+      ["dac.requests", "{request}"],
+      ["gen_ai.server.time_to_first_token", "s"],
+      ["gen_ai.server.request.duration", "s"],
+      ["gen_ai.client.token.usage", "{token}"],
+      ["dac.pacer.queue_wait", "s"],
+      ["process.cpu.time", "s"],
+      ["process.memory.usage", "By"],
+      ["nodejs.eventloop.delay.p99", "s"],
+    ] as const) {
+      expect(metrics.get(name)?.unit, name).toBe(unit)
+    }
+    const ttft = metrics.get("gen_ai.server.time_to_first_token")!.histogram!.dataPoints[0]!
+    expect(attribute(ttft, "gen_ai.provider.name")).toBe("mock")
+    expect(attribute(ttft, "gen_ai.operation.name")).toBe("chat")
+    const usage = metrics.get("gen_ai.client.token.usage")!.histogram!.dataPoints
+    expect(usage.map((p) => attribute(p, "gen_ai.token.type")).sort()).toEqual(["input", "output"])
+    expect(attribute(usage[0]!, "gen_ai.request.model")).toBe("faststream-ttft")
     const resource = JSON.stringify(
       (received.traces![0] as { resourceSpans: Array<{ resource: unknown }> }).resourceSpans[0]!.resource,
     )

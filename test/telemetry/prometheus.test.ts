@@ -64,8 +64,8 @@ describe("GET /metrics", () => {
     await c.post(`/api/threads/${threadId}/messages`, turn("c", "failing-midstream"))
     const after = await scrape()
 
-    const ok = { provider: "mock", coalesce: "leader", status: "ok" }
-    const failed = { provider: "mock", coalesce: "leader", status: "error" }
+    const ok = { gen_ai_provider_name: "mock", coalesce: "leader", status: "ok" }
+    const failed = { gen_ai_provider_name: "mock", coalesce: "leader", status: "error" }
     expect(
       value(after.samples, "dac_requests_total", ok) - value(before.samples, "dac_requests_total", ok),
     ).toBe(2)
@@ -74,25 +74,41 @@ describe("GET /metrics", () => {
         value(before.samples, "dac_requests_total", failed),
     ).toBe(1)
     expect(after.types.get("dac_requests_total")).toBe("counter")
-    expect(after.types.get("dac_ttft_ms")).toBe("histogram")
+    expect(after.types.get("gen_ai_server_time_to_first_token_seconds")).toBe("histogram")
 
+    const mock = { gen_ai_provider_name: "mock" }
     const count = (name: string) =>
-      value(after.samples, `${name}_count`, { provider: "mock" }) -
-      value(before.samples, `${name}_count`, { provider: "mock" })
-    expect(count("dac_ttft_ms")).toBe(3)
-    expect(count("dac_request_duration_ms")).toBe(3)
-    expect(count("dac_queue_wait_ms")).toBe(3)
+      value(after.samples, `${name}_count`, mock) - value(before.samples, `${name}_count`, mock)
+    expect(count("gen_ai_server_time_to_first_token_seconds")).toBe(3)
+    expect(count("gen_ai_server_request_duration_seconds")).toBe(3)
+    expect(count("dac_queue_wait_seconds")).toBe(3)
     // Buckets are cumulative: the +Inf bucket holds every observation.
+    const ttft = "gen_ai_server_time_to_first_token_seconds"
     const inf = after.samples.find(
-      (s) => s.name === "dac_ttft_ms_bucket" && s.labels.le === "+Inf" && s.labels.provider === "mock",
+      (s) =>
+        s.name === `${ttft}_bucket` && s.labels.le === "+Inf" && s.labels.gen_ai_provider_name === "mock",
     )
-    expect(inf?.value).toBe(value(after.samples, "dac_ttft_ms_count", { provider: "mock" }))
+    expect(inf?.value).toBe(value(after.samples, `${ttft}_count`, mock))
+    // Seconds, not milliseconds: the mock answers well within a second, and the buckets are the
+    // conventions' (1 ms to 10 s).
+    const sum = value(after.samples, `${ttft}_sum`, mock) - value(before.samples, `${ttft}_sum`, mock)
+    expect(sum).toBeGreaterThan(0)
+    expect(sum).toBeLessThan(3)
+    expect(after.samples.some((s) => s.name === `${ttft}_bucket` && s.labels.le === "0.001")).toBe(true)
 
-    expect(value(after.samples, "dac_pacer_in_flight", { provider: "mock" })).toBe(0)
-    expect(value(after.samples, "dac_pacer_concurrency_limit", { provider: "openai" })).toBeGreaterThan(0)
+    expect(value(after.samples, "dac_pacer_in_flight", mock)).toBe(0)
+    expect(
+      value(after.samples, "dac_pacer_concurrency_limit", { gen_ai_provider_name: "openai" }),
+    ).toBeGreaterThan(0)
+
+    // The process's own health.
+    expect(after.types.get("process_cpu_seconds_total")).toBe("counter")
+    expect(value(after.samples, "process_cpu_seconds_total", {})).toBeGreaterThan(0)
+    expect(value(after.samples, "process_resident_memory_bytes", {})).toBeGreaterThan(1_000_000)
+    expect(after.types.get("nodejs_eventloop_lag_seconds")).toBe("gauge")
   })
 
-  it("counts the providers' reported tokens by provider, model and direction, with no org label", async () => {
+  it("records the providers' reported tokens per call by provider, model and token type, with no org label", async () => {
     const before = await scrape()
     const c = api(gateway.baseUrl, `org-${crypto.randomUUID()}`)
     const threadId = (await c.post("/api/threads", {})).json.thread_id
@@ -102,17 +118,29 @@ describe("GET /metrics", () => {
       await c.post(`/api/threads/${threadId}/messages`, turn("tokens two")),
     ]
     const after = await scrape()
-    const labels = (direction: string) => ({ provider: "mock", model: "faststream-ttft", direction })
-    const delta = (direction: string) =>
-      value(after.samples, "dac_tokens_total", labels(direction)) -
-      value(before.samples, "dac_tokens_total", labels(direction))
+    const usage = "gen_ai_client_token_usage"
+    const labels = (type: string) => ({
+      gen_ai_provider_name: "mock",
+      gen_ai_request_model: "faststream-ttft",
+      gen_ai_token_type: type,
+    })
+    // A histogram of tokens per call: its _sum is the tokens, its _count the calls.
+    const delta = (type: string, part = "sum") =>
+      value(after.samples, `${usage}_${part}`, labels(type)) -
+      value(before.samples, `${usage}_${part}`, labels(type))
     const reported = (key: "input_tokens" | "output_tokens") =>
       replies.reduce((sum, r) => sum + r.json.assistant_message.usage[key], 0)
     expect(delta("output")).toBe(reported("output_tokens"))
     expect(delta("input")).toBe(reported("input_tokens"))
-    expect(after.types.get("dac_tokens_total")).toBe("counter")
-    for (const sample of after.samples.filter((s) => s.name === "dac_tokens_total")) {
-      expect(Object.keys(sample.labels).sort()).toEqual(["direction", "model", "provider"])
+    expect(delta("output", "count")).toBe(2)
+    expect(after.types.get(usage)).toBe("histogram")
+    for (const sample of after.samples.filter((s) => s.name === `${usage}_sum`)) {
+      expect(Object.keys(sample.labels).sort()).toEqual([
+        "gen_ai_operation_name",
+        "gen_ai_provider_name",
+        "gen_ai_request_model",
+        "gen_ai_token_type",
+      ])
     }
   })
 })
