@@ -14,6 +14,7 @@ import { OpenAiRoute } from "./openai.ts"
 import { opsGuard } from "./ops-guard.ts"
 import { OrgScopeLive } from "./org.ts"
 import { PrometheusRoute } from "./prometheus.ts"
+import { WebRoutes } from "./web.ts"
 
 /** Every route: the HttpApi (with `/openapi.json`), the docs page, and the error middleware. */
 export const RoutesLive = Layer.unwrap(
@@ -26,6 +27,7 @@ export const RoutesLive = Layer.unwrap(
       ),
       HttpApiScalar.layer(Api, { path: "/docs" }),
       PrometheusRoute,
+      WebRoutes,
       OpenAiRoute,
       errorMiddleware(config.maxBodyBytes),
       opsGuard,

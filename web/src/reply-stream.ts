@@ -1,0 +1,131 @@
+import { ApiError, type Auth, authHeaders, errorOf, request } from "./api.ts"
+import { applyEvent, emptyReply, isTerminal, type Reply } from "./reply.ts"
+import { readEventStream } from "./sse.ts"
+
+export interface ReplyCallbacks {
+  readonly onUpdate: (reply: Reply) => void
+  /** A line for people (and screen readers): connection lost, reconnected. */
+  readonly onNote: (note: string) => void
+}
+
+export interface ReplyRun {
+  readonly done: Promise<Reply>
+  /** Stop: the cancel endpoint; the stream then ends with `cancelled` and the partial text. */
+  readonly stop: () => Promise<void>
+}
+
+const maxReconnects = 5
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Sends a message and follows its reply stream. When the connection drops before the terminal
+ * event, it re-attaches (`GET …/stream/{request_id}` with `Last-Event-ID`) and continues; events
+ * already applied are skipped, so the text has no gap and no duplicate.
+ */
+export const streamReply = (
+  auth: Auth,
+  threadId: string,
+  body: unknown,
+  callbacks: ReplyCallbacks,
+): ReplyRun => {
+  let reply = emptyReply
+  const abort = new AbortController()
+  const update = (next: Reply) => {
+    if (next !== reply) {
+      reply = next
+      callbacks.onUpdate(reply)
+    }
+  }
+  const fail = (code: string, message: string) =>
+    update({ ...reply, status: "failed", error: { code, message, retryable: true } })
+
+  const follow = async (response: Response, reconnected: boolean) => {
+    let announced = !reconnected
+    try {
+      await readEventStream(response.body!, (event) => {
+        update(applyEvent(reply, event, reconnected))
+        if (!announced && event.id !== null && event.id >= 2) {
+          announced = true
+          callbacks.onNote(`Reconnected: the reply continues from where it stopped, nothing lost.`)
+        }
+      })
+    } catch {
+      // the connection dropped: the caller reconnects
+    }
+    if (!announced && isTerminal(reply.status)) {
+      callbacks.onNote(`Reconnected: the reply had already ended; it is shown in full.`)
+    }
+  }
+
+  const run = async (): Promise<Reply> => {
+    const first = await request(`/api/threads/${encodeURIComponent(threadId)}/messages/stream`, {
+      method: "POST",
+      headers: { ...authHeaders(auth), "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify(body),
+      signal: abort.signal,
+    })
+    if (!first.ok) throw await errorOf(first)
+    update({ ...reply, status: "streaming" })
+    await follow(first, false)
+    let failures = 0
+    while (!isTerminal(reply.status) && !abort.signal.aborted) {
+      if (reply.requestId === null) {
+        fail("connection_lost", "the connection dropped before the gateway named the request")
+        break
+      }
+      failures += 1
+      if (failures > maxReconnects) {
+        fail("connection_lost", `the connection dropped and ${maxReconnects} reconnects failed`)
+        break
+      }
+      callbacks.onNote(`Connection lost; reconnecting (attempt ${failures} of ${maxReconnects})…`)
+      await sleep(Math.min(250 * 2 ** (failures - 1), 4000))
+      let response: Response
+      try {
+        response = await request(
+          `/api/threads/${encodeURIComponent(threadId)}/stream/${encodeURIComponent(reply.requestId)}`,
+          {
+            headers: {
+              ...authHeaders(auth),
+              accept: "text/event-stream",
+              "last-event-id": String(reply.lastId),
+            },
+            signal: abort.signal,
+          },
+        )
+      } catch {
+        continue
+      }
+      if (!response.ok) {
+        if (response.status >= 500) continue
+        const error = await errorOf(response)
+        fail(error.code, error.message)
+        break
+      }
+      const before = reply.lastId
+      await follow(response, true)
+      if (reply.lastId > before) failures = 0
+    }
+    if (!isTerminal(reply.status)) update({ ...reply, status: "cancelled" })
+    return reply
+  }
+
+  const stop = async () => {
+    if (isTerminal(reply.status)) return
+    if (reply.requestId === null) {
+      abort.abort()
+      return
+    }
+    try {
+      const response = await request(`/api/threads/cancel/${encodeURIComponent(reply.requestId)}`, {
+        method: "POST",
+        headers: authHeaders(auth),
+      })
+      if (!response.ok && response.status !== 404) throw await errorOf(response)
+    } catch (error) {
+      callbacks.onNote(`Stop failed: ${error instanceof ApiError ? error.message : String(error)}`)
+    }
+  }
+
+  return { done: run(), stop }
+}
