@@ -107,6 +107,13 @@ describe("applyEvent", () => {
     expect(r).toMatchObject({ text: "Héllo 🌍", status: "complete" })
   })
 
+  it("a slow_consumer end is no end: the reply waits for the reconnect, after the last generation event", () => {
+    const partial = fold(reply.slice(0, 4))
+    const r = applyEvent(partial, { id: 4, event: "error", data: { code: "slow_consumer", retryable: true } })
+    expect(r).toBe(partial)
+    expect(r.lastId).toBe(3)
+  })
+
   it("ends once: cancelled and error keep the partial text; nothing after the end applies", () => {
     const cancelled = fold([...reply.slice(0, 4), { id: 4, event: "cancelled", data: {} }, reply[4]!])
     expect(cancelled).toMatchObject({ text: "Hé", status: "cancelled" })

@@ -119,6 +119,7 @@ const MessageView = ({ item, onRetry }: { item: Item; onRetry: (text: string) =>
   return html`<li
     class=${`message assistant ${reply.status}`}
     data-status=${reply.status}
+    data-request-id=${reply.requestId ?? undefined}
     aria-busy=${isTerminal(reply.status) ? "false" : "true"}
   >
     <p class="who">Assistant</p>
@@ -222,6 +223,7 @@ const Chat = ({
       { kind: "assistant", id: replyKey, reply: emptyReply, retry: null },
     ])
     setDraft("")
+    let lastNote = ""
     const setReply = (reply: Reply, retry: string | null = null) =>
       setItems((list) =>
         list.map((item) =>
@@ -232,13 +234,19 @@ const Chat = ({
       auth,
       id,
       { role: "user", content: text, provider, model },
-      { onUpdate: (reply) => setReply(reply), onNote: setNote },
+      {
+        onUpdate: (reply) => setReply(reply),
+        onNote: (line) => {
+          lastNote = line
+          setNote(line)
+        },
+      },
     )
     setRunning(run)
     try {
       const reply = await run.done
       setReply(reply, reply.status === "failed" ? text : null)
-      setNote(`Reply ${statusWords[reply.status]}.`)
+      setNote(`Reply ${statusWords[reply.status]}.${lastNote === "" ? "" : ` ${lastNote}`}`)
     } catch (caught) {
       if (caught instanceof DOMException && caught.name === "AbortError") {
         setReply({ ...emptyReply, status: "cancelled" })
@@ -290,7 +298,7 @@ const Chat = ({
     <main class="chat">
       <h2>${current?.title ?? (threadId === null ? "New thread" : "Thread")}</h2>
       ${error === null ? null : html`<p class="error" role="alert">${error}</p>`}
-      <ol class="messages" aria-label="Messages">
+      <ol class="messages" aria-label="Conversation">
         ${items.map((item) => html`<${MessageView} key=${item.id} item=${item} onRetry=${send} />`)}
       </ol>
       <p class="note" role="status" aria-live="polite">${note}</p>

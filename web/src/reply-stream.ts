@@ -29,6 +29,8 @@ export const streamReply = (
   callbacks: ReplyCallbacks,
 ): ReplyRun => {
   let reply = emptyReply
+  let stopped = false
+  let reconnects = 0
   const abort = new AbortController()
   const update = (next: Reply) => {
     if (next !== reply) {
@@ -103,15 +105,22 @@ export const streamReply = (
         break
       }
       const before = reply.lastId
+      reconnects += 1
       await follow(response, true)
       if (reply.lastId > before) failures = 0
     }
     if (!isTerminal(reply.status)) update({ ...reply, status: "cancelled" })
+    if (reconnects > 0 && reply.status === "cancelled" && !stopped) {
+      callbacks.onNote(
+        "The connection dropped and the gateway stopped the reply (no other client was following it); the text so far is kept.",
+      )
+    }
     return reply
   }
 
   const stop = async () => {
     if (isTerminal(reply.status)) return
+    stopped = true
     if (reply.requestId === null) {
       abort.abort()
       return

@@ -45,6 +45,9 @@ const num = (value: unknown): number | null => (typeof value === "number" ? valu
  */
 export const applyEvent = (reply: Reply, event: StreamEvent, reconnected = false): Reply => {
   if (isTerminal(reply.status)) return reply
+  // The gateway ended this stream for falling behind and holds the reply for a reconnect: its id is
+  // this stream's own, so the reply is unchanged and the reconnect resumes after `lastId`.
+  if (event.event === "error" && event.data.code === "slow_consumer") return reply
   const id = event.id
   if (id !== null && id >= 2 && id <= reply.lastId) return reply
   const next: Reply = id !== null && id >= 2 ? { ...reply, lastId: id } : reply
