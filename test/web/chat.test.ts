@@ -251,4 +251,26 @@ describe.skipIf(chromiumPath === null)("the chat page in Chromium", () => {
     expect(await page.locator("li.message.assistant").last().getAttribute("data-status")).toBe("complete")
     expect(consoleErrors).toEqual([])
   })
+
+  it("works by keyboard alone and at a phone's width; every control has a name", async () => {
+    await page.setViewportSize({ width: 375, height: 740 })
+    await page.goto(proxy.url)
+    await page.getByLabel("API key").waitFor()
+    // The key field has the focus; Enter signs in.
+    await page.keyboard.type(key)
+    await page.keyboard.press("Enter")
+    await page.getByRole("button", { name: "New thread" }).waitFor()
+    await page.getByRole("textbox", { name: "Message" }).focus()
+    await page.keyboard.type("By keyboard")
+    await page.keyboard.press("Enter")
+    await expect.poll(() => lastReply().getAttribute("data-status"), { timeout: 10_000 }).toBe("complete")
+    // Evaluated in the page (the test's own types have no DOM).
+    const fits = await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    expect(fits).toBe(true)
+    const unnamed = await page.evaluate(`[...document.querySelectorAll("input, select, textarea, button")]
+      .filter((el) => (el.labels?.length ?? 0) === 0 && !el.getAttribute("aria-label") && el.textContent.trim() === "")
+      .map((el) => el.outerHTML)`)
+    expect(unnamed).toEqual([])
+    expect(consoleErrors).toEqual([])
+  })
 })
