@@ -231,6 +231,34 @@ describe.skipIf(chromiumPath === null)("the chat page in Chromium", () => {
     expect(consoleErrors.filter((e) => !/net::ERR_/.test(e))).toEqual([])
   })
 
+  it("a reply still running when the page is reloaded is re-joined from the thread list", async () => {
+    await signIn()
+    await send("Reload me", "never-ending")
+    await expect.poll(() => lastReply().locator(".text").textContent()).toMatch(/( and){2}/)
+    const requestId = await lastReply().getAttribute("data-request-id")
+    const threadId = await threadIdOf("Reload me")
+    // Another client keeps the reply going while the page reloads (the page's hang-up detaches it).
+    const viewer = new AbortController()
+    const viewed = fetch(`${gateway.baseUrl}/api/threads/${threadId}/stream/${requestId}`, {
+      headers: { authorization: `Bearer ${key}` },
+      signal: viewer.signal,
+    }).then((response) => response.text().catch(() => ""))
+    await page.reload()
+    await page.getByRole("button", { name: /^Reload me/ }).click()
+    await expect.poll(() => lastReply().getAttribute("data-status")).toBe("streaming")
+    const first = ((await lastReply().locator(".text").textContent()) ?? "").length
+    await expect
+      .poll(async () => ((await lastReply().locator(".text").textContent()) ?? "").length)
+      .toBeGreaterThan(first)
+    await page.getByRole("button", { name: "Stop" }).click()
+    await expect.poll(() => lastReply().getAttribute("data-status")).toBe("cancelled")
+    expect(await lastReply().locator(".text").textContent()).toMatch(/^( and)+$/)
+    expect((await api("POST", `/api/threads/cancel/${requestId}?scope=generation`)).status).toBe(200)
+    viewer.abort()
+    await viewed
+    expect(consoleErrors).toEqual([])
+  })
+
   it("a thread reopened from the list shows its messages; model text is text, never markup", async () => {
     await signIn()
     const thread = (await api("POST", "/api/threads", { title: "<b>bold</b>" })).json

@@ -11,7 +11,7 @@ import {
   type WebConfig,
 } from "./api.ts"
 import { emptyReply, isTerminal, type Reply, type ReplyStatus } from "./reply.ts"
-import { type ReplyRun, streamReply } from "./reply-stream.ts"
+import { type ReplyRun, type ReplySource, streamReply } from "./reply-stream.ts"
 
 const keyStorage = "dac.apiKey"
 
@@ -175,6 +175,45 @@ const Chat = ({
     void loadThreads()
   }, [])
 
+  /** Follows a reply into the item `replyKey`: a message sent, or a reply re-joined. */
+  const follow = async (
+    id: string,
+    replyKey: string,
+    source: ReplySource,
+    onRefused: () => void = () => {},
+    retryText: string | null = null,
+  ) => {
+    let lastNote = ""
+    const setReply = (reply: Reply, retry: string | null = null) =>
+      setItems((list) =>
+        list.map((item) =>
+          item.id === replyKey && item.kind === "assistant" ? { ...item, reply, retry } : item,
+        ),
+      )
+    const run = streamReply(auth, id, source, {
+      onUpdate: (reply) => setReply(reply),
+      onNote: (line) => {
+        lastNote = line
+        setNote(line)
+      },
+    })
+    setRunning(run)
+    try {
+      const reply = await run.done
+      setReply(reply, reply.status === "failed" ? retryText : null)
+      setNote(`Reply ${statusWords[reply.status]}.${lastNote === "" ? "" : ` ${lastNote}`}`)
+    } catch (caught) {
+      if (caught instanceof DOMException && caught.name === "AbortError") {
+        setReply({ ...emptyReply, status: "cancelled" })
+      } else {
+        onRefused()
+        handle(caught)
+      }
+    } finally {
+      setRunning(null)
+    }
+  }
+
   const openThread = async (id: string) => {
     setError(null)
     try {
@@ -184,8 +223,14 @@ const Chat = ({
         `/api/threads/${encodeURIComponent(id)}`,
       )
       setThreadId(id)
-      setItems(thread.messages.filter((m) => m.role !== "system").map(fromStored))
+      const list = thread.messages.filter((m) => m.role !== "system").map(fromStored)
+      setItems(list)
       composer.current?.focus()
+      // A reply still running (the page was reloaded mid-reply): follow it from its start.
+      const last = list.at(-1)
+      if (last?.kind === "assistant" && last.reply.status === "streaming" && last.reply.requestId !== null) {
+        await follow(id, last.id, { join: last.reply.requestId })
+      }
     } catch (caught) {
       handle(caught)
     }
@@ -223,41 +268,16 @@ const Chat = ({
       { kind: "assistant", id: replyKey, reply: emptyReply, retry: null },
     ])
     setDraft("")
-    let lastNote = ""
-    const setReply = (reply: Reply, retry: string | null = null) =>
-      setItems((list) =>
-        list.map((item) =>
-          item.id === replyKey && item.kind === "assistant" ? { ...item, reply, retry } : item,
-        ),
-      )
-    const run = streamReply(
-      auth,
+    await follow(
       id,
-      { role: "user", content: text, provider, model },
-      {
-        onUpdate: (reply) => setReply(reply),
-        onNote: (line) => {
-          lastNote = line
-          setNote(line)
-        },
-      },
-    )
-    setRunning(run)
-    try {
-      const reply = await run.done
-      setReply(reply, reply.status === "failed" ? text : null)
-      setNote(`Reply ${statusWords[reply.status]}.${lastNote === "" ? "" : ` ${lastNote}`}`)
-    } catch (caught) {
-      if (caught instanceof DOMException && caught.name === "AbortError") {
-        setReply({ ...emptyReply, status: "cancelled" })
-      } else {
+      replyKey,
+      { send: { role: "user", content: text, provider, model } },
+      () => {
         setItems((list) => list.filter((item) => item.id !== replyKey && item.id !== `user-${key}`))
         setDraft(text)
-        handle(caught)
-      }
-    } finally {
-      setRunning(null)
-    }
+      },
+      text,
+    )
   }
 
   const models = config.providers.find((p) => p.name === provider)?.models ?? []

@@ -22,13 +22,18 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * event, it re-attaches (`GET …/stream/{request_id}` with `Last-Event-ID`) and continues; events
  * already applied are skipped, so the text has no gap and no duplicate.
  */
+/** What to follow: a message to send, or a reply already running (re-joined, e.g. after a reload). */
+export type ReplySource = { readonly send: unknown } | { readonly join: string }
+
 export const streamReply = (
   auth: Auth,
   threadId: string,
-  body: unknown,
+  source: ReplySource,
   callbacks: ReplyCallbacks,
 ): ReplyRun => {
-  let reply = emptyReply
+  let reply: Reply =
+    "join" in source ? { ...emptyReply, requestId: source.join, status: "streaming" } : emptyReply
+  let joining = "join" in source
   let stopped = false
   let reconnects = 0
   const abort = new AbortController()
@@ -41,8 +46,8 @@ export const streamReply = (
   const fail = (code: string, message: string) =>
     update({ ...reply, status: "failed", error: { code, message, retryable: true } })
 
-  const follow = async (response: Response, reconnected: boolean) => {
-    let announced = !reconnected
+  const follow = async (response: Response, reconnected: boolean, join = false) => {
+    let announced = !reconnected || join
     try {
       await readEventStream(response.body!, (event) => {
         update(applyEvent(reply, event, reconnected))
@@ -60,28 +65,36 @@ export const streamReply = (
   }
 
   const run = async (): Promise<Reply> => {
-    const first = await request(`/api/threads/${encodeURIComponent(threadId)}/messages/stream`, {
-      method: "POST",
-      headers: { ...authHeaders(auth), "content-type": "application/json", accept: "text/event-stream" },
-      body: JSON.stringify(body),
-      signal: abort.signal,
-    })
-    if (!first.ok) throw await errorOf(first)
-    update({ ...reply, status: "streaming" })
-    await follow(first, false)
+    if ("send" in source) {
+      const first = await request(`/api/threads/${encodeURIComponent(threadId)}/messages/stream`, {
+        method: "POST",
+        headers: { ...authHeaders(auth), "content-type": "application/json", accept: "text/event-stream" },
+        body: JSON.stringify(source.send),
+        signal: abort.signal,
+      })
+      if (!first.ok) throw await errorOf(first)
+      update({ ...reply, status: "streaming" })
+      await follow(first, false)
+    }
     let failures = 0
     while (!isTerminal(reply.status) && !abort.signal.aborted) {
       if (reply.requestId === null) {
         fail("connection_lost", "the connection dropped before the gateway named the request")
         break
       }
-      failures += 1
-      if (failures > maxReconnects) {
-        fail("connection_lost", `the connection dropped and ${maxReconnects} reconnects failed`)
-        break
+      const join = joining
+      joining = false
+      if (join) {
+        callbacks.onNote("Re-joining the reply in progress…")
+      } else {
+        failures += 1
+        if (failures > maxReconnects) {
+          fail("connection_lost", `the connection dropped and ${maxReconnects} reconnects failed`)
+          break
+        }
+        callbacks.onNote(`Connection lost; reconnecting (attempt ${failures} of ${maxReconnects})…`)
+        await sleep(Math.min(250 * 2 ** (failures - 1), 4000))
       }
-      callbacks.onNote(`Connection lost; reconnecting (attempt ${failures} of ${maxReconnects})…`)
-      await sleep(Math.min(250 * 2 ** (failures - 1), 4000))
       let response: Response
       try {
         response = await request(
@@ -105,8 +118,8 @@ export const streamReply = (
         break
       }
       const before = reply.lastId
-      reconnects += 1
-      await follow(response, true)
+      if (!join) reconnects += 1
+      await follow(response, true, join)
       if (reply.lastId > before) failures = 0
     }
     if (!isTerminal(reply.status)) update({ ...reply, status: "cancelled" })

@@ -55,10 +55,11 @@ export const applyEvent = (reply: Reply, event: StreamEvent, reconnected = false
   switch (event.event) {
     case "meta": {
       if (data.ttft_ms !== undefined) return { ...next, ttftMs: num(data.ttft_ms), status: "streaming" }
-      // A re-attach names itself a follower: the reply's role is the one of its first request.
+      // A re-attach names itself a follower: the reply's role is the one of its first request. Its
+      // request id is the one this stream serves (a new one when the old is still seen listening).
       return {
         ...next,
-        requestId: next.requestId ?? str(data.request_id),
+        requestId: str(data.request_id) ?? next.requestId,
         provider: str(data.provider) ?? next.provider,
         model: str(data.model) ?? next.model,
         coalesce: next.coalesce ?? str(data.coalesce),
