@@ -24,7 +24,10 @@ export const buildOptions: BuildOptions = {
 /** The built files: name → contents. */
 export const buildWeb = async (): Promise<Record<string, string>> => {
   const result = await build(buildOptions)
-  const files: Record<string, string> = { "index.html": readFileSync(new URL("index.html", here), "utf8") }
+  const files: Record<string, string> = {
+    "index.html": readFileSync(new URL("index.html", here), "utf8"),
+    "favicon.svg": readFileSync(new URL("favicon.svg", here), "utf8"),
+  }
   for (const file of result.outputFiles ?? []) {
     const name = file.path.endsWith(".css") ? "app.css" : "app.js"
     files[name] = file.text

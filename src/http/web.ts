@@ -12,6 +12,9 @@ const assets = [
   { path: "/", file: "index.html", type: "text/html; charset=utf-8" },
   { path: "/assets/app.js", file: "app.js", type: "text/javascript; charset=utf-8" },
   { path: "/assets/app.css", file: "app.css", type: "text/css; charset=utf-8" },
+  { path: "/favicon.svg", file: "favicon.svg", type: "image/svg+xml" },
+  // Browsers ask for it whatever the page names: the same icon, rather than a 404 in the console.
+  { path: "/favicon.ico", file: "favicon.svg", type: "image/svg+xml" },
 ] as const
 
 /** The page loads only its own files and talks only to this origin. */
@@ -52,7 +55,7 @@ export const WebRoutes = Layer.unwrap(
         .filter((status) => status.configured)
         .map((status) => ({ name: status.name, models: [...(suggested.get(status.name) ?? [])] })),
     }
-    const [page, script, style] = assets.map(({ path, file, type }) => {
+    const [page, script, style, icon, iconIco] = assets.map(({ path, file, type }) => {
       const body = readAsset(file)
       return HttpRouter.add(
         "GET",
@@ -76,6 +79,8 @@ export const WebRoutes = Layer.unwrap(
       page!,
       script!,
       style!,
+      icon!,
+      iconIco!,
       HttpRouter.add(
         "GET",
         "/web/config",

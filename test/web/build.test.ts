@@ -8,7 +8,7 @@ const committed = (name: string) => readFileSync(new URL(`../../web/dist/${name}
 describe("the web app's build", () => {
   it("is reproducible: a fresh build equals the committed web/dist", async () => {
     const files = await buildWeb()
-    expect(Object.keys(files).sort()).toEqual(["app.css", "app.js", "index.html"])
+    expect(Object.keys(files).sort()).toEqual(["app.css", "app.js", "favicon.svg", "index.html"])
     for (const [name, text] of Object.entries(files)) expect(text, `web/dist/${name}`).toBe(committed(name))
   })
 
