@@ -13,6 +13,7 @@ const threshold = 90
 const pages = [
   { name: "chat, first load (sign-in)", path: "/", signedIn: false },
   { name: "chat, signed in (its threads listed)", path: "/", signedIn: true },
+  { name: "dashboard", path: "/dashboard", signedIn: false },
 ]
 
 const chromePath = execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim()

@@ -8,7 +8,11 @@ import { type BuildOptions, build } from "esbuild"
 const here = new URL("./", import.meta.url)
 
 export const buildOptions: BuildOptions = {
-  entryPoints: { app: new URL("src/app.ts", here).pathname, style: new URL("src/style.css", here).pathname },
+  entryPoints: {
+    app: new URL("src/app.ts", here).pathname,
+    style: new URL("src/style.css", here).pathname,
+    dashboard: new URL("src/dashboard.ts", here).pathname,
+  },
   bundle: true,
   minify: true,
   format: "esm",
@@ -27,10 +31,11 @@ export const buildWeb = async (): Promise<Record<string, string>> => {
   const files: Record<string, string> = {
     "index.html": readFileSync(new URL("index.html", here), "utf8"),
     "favicon.svg": readFileSync(new URL("favicon.svg", here), "utf8"),
+    "dashboard.html": readFileSync(new URL("dashboard.html", here), "utf8"),
   }
   for (const file of result.outputFiles ?? []) {
-    const name = file.path.endsWith(".css") ? "app.css" : "app.js"
-    files[name] = file.text
+    const base = file.path.slice(file.path.lastIndexOf("/") + 1)
+    files[base === "style.css" ? "app.css" : base] = file.text
   }
   return files
 }

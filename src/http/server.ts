@@ -12,6 +12,7 @@ import { MetricsHandlers, SystemHandlers, ThreadsHandlers, UsageHandlers } from 
 import { errorMiddleware } from "./middleware.ts"
 import { OpenAiRoute } from "./openai.ts"
 import { opsGuard } from "./ops-guard.ts"
+import { OpsSeriesRoute } from "./ops-series.ts"
 import { OrgScopeLive } from "./org.ts"
 import { PrometheusRoute } from "./prometheus.ts"
 import { WebRoutes } from "./web.ts"
@@ -28,6 +29,7 @@ export const RoutesLive = Layer.unwrap(
       HttpApiScalar.layer(Api, { path: "/docs" }),
       PrometheusRoute,
       WebRoutes,
+      OpsSeriesRoute,
       OpenAiRoute,
       errorMiddleware(config.maxBodyBytes),
       opsGuard,

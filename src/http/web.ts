@@ -13,6 +13,9 @@ const assets = [
   { path: "/assets/app.js", file: "app.js", type: "text/javascript; charset=utf-8" },
   { path: "/assets/app.css", file: "app.css", type: "text/css; charset=utf-8" },
   { path: "/favicon.svg", file: "favicon.svg", type: "image/svg+xml" },
+  { path: "/dashboard", file: "dashboard.html", type: "text/html; charset=utf-8" },
+  { path: "/assets/dashboard.js", file: "dashboard.js", type: "text/javascript; charset=utf-8" },
+  { path: "/assets/dashboard.css", file: "dashboard.css", type: "text/css; charset=utf-8" },
   // Browsers ask for it whatever the page names: the same icon, rather than a 404 in the console.
   { path: "/favicon.ico", file: "favicon.svg", type: "image/svg+xml" },
 ] as const
@@ -55,7 +58,7 @@ export const WebRoutes = Layer.unwrap(
         .filter((status) => status.configured)
         .map((status) => ({ name: status.name, models: [...(suggested.get(status.name) ?? [])] })),
     }
-    const [page, script, style, icon, iconIco] = assets.map(({ path, file, type }) => {
+    const routes = assets.map(({ path, file, type }) => {
       const body = readAsset(file)
       return HttpRouter.add(
         "GET",
@@ -75,12 +78,10 @@ export const WebRoutes = Layer.unwrap(
         ),
       )
     })
+    const [first, ...rest] = routes
     return Layer.mergeAll(
-      page!,
-      script!,
-      style!,
-      icon!,
-      iconIco!,
+      first!,
+      ...rest,
       HttpRouter.add(
         "GET",
         "/web/config",
