@@ -5,7 +5,7 @@ import { sameSecret } from "../engine/secret-compare.ts"
 import { presentedKey } from "./org.ts"
 
 /** What OPS_TOKEN guards besides `/ready`'s details (which its handler withholds itself). */
-const guardedPaths = new Set(["/metrics", "/docs"])
+const guardedPaths = new Set(["/metrics", "/docs", "/ops/series"])
 
 const pathOf = (url: string) => {
   const end = url.search(/[?#]/)
@@ -20,7 +20,7 @@ export const hasOpsAccess = Effect.gen(function* () {
   return sameSecret(presentedKey(request.headers), opsToken.value)
 })
 
-/** With OPS_TOKEN set, `/metrics` and `/docs` answer 401 without `Authorization: Bearer <OPS_TOKEN>`. */
+/** With OPS_TOKEN set, `/metrics`, `/docs` and `/ops/series` answer 401 without `Authorization: Bearer <OPS_TOKEN>`. */
 export const opsGuard = HttpRouter.middleware(
   (app) =>
     Effect.gen(function* () {

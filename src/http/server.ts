@@ -12,8 +12,10 @@ import { MetricsHandlers, SystemHandlers, ThreadsHandlers, UsageHandlers } from 
 import { errorMiddleware } from "./middleware.ts"
 import { OpenAiRoute } from "./openai.ts"
 import { opsGuard } from "./ops-guard.ts"
+import { OpsSeriesRoute } from "./ops-series.ts"
 import { OrgScopeLive } from "./org.ts"
 import { PrometheusRoute } from "./prometheus.ts"
+import { WebRoutes } from "./web.ts"
 
 /** Every route: the HttpApi (with `/openapi.json`), the docs page, and the error middleware. */
 export const RoutesLive = Layer.unwrap(
@@ -26,6 +28,8 @@ export const RoutesLive = Layer.unwrap(
       ),
       HttpApiScalar.layer(Api, { path: "/docs" }),
       PrometheusRoute,
+      WebRoutes,
+      OpsSeriesRoute,
       OpenAiRoute,
       errorMiddleware(config.maxBodyBytes),
       opsGuard,

@@ -38,6 +38,10 @@ export class RequestLog extends Context.Service<
   RequestLog,
   {
     readonly record: (entry: RequestLogEntry) => void
+    /** The entries recorded at or after `fromMs` (epoch ms) still in the window, oldest first, with when. */
+    readonly since: (
+      fromMs: number,
+    ) => ReadonlyArray<{ readonly at: number; readonly entry: RequestLogEntry }>
     /** The newest `n` entries that pass `keep` (all by default), newest last. */
     readonly lastN: (n: number, keep?: (entry: RequestLogEntry) => boolean) => ReadonlyArray<RequestLogEntry>
     /**
@@ -62,6 +66,7 @@ export class RequestLog extends Context.Service<
         const repo = yield* RequestLogRepo
         const context = yield* Effect.context<never>()
         const ring: Array<RequestLogEntry | undefined> = new Array(windowSize)
+        const times = new Float64Array(windowSize) // when each ring entry was recorded (epoch ms)
         let written = 0
         let pending: Array<RequestLogEntry> = []
         const batches: Array<Batch> = []
@@ -72,6 +77,7 @@ export class RequestLog extends Context.Service<
         const record = (entry: RequestLogEntry) => {
           recordRequestMetrics(entry, context)
           ring[written % windowSize] = entry
+          times[written % windowSize] = Date.now()
           written++
           if (pending.length + queued >= policy.maxBacklog) refused++
           else pending.push(entry)
@@ -83,6 +89,17 @@ export class RequestLog extends Context.Service<
           for (let i = written - 1; i >= oldest && out.length < n; i--) {
             const entry = ring[i % windowSize]!
             if (keep === undefined || keep(entry)) out.push(entry)
+          }
+          return out.reverse()
+        }
+
+        const since = (fromMs: number) => {
+          const out: Array<{ at: number; entry: RequestLogEntry }> = []
+          const oldest = Math.max(0, written - windowSize)
+          for (let i = written - 1; i >= oldest; i--) {
+            const at = times[i % windowSize]!
+            if (at < fromMs) break
+            out.push({ at, entry: ring[i % windowSize]! })
           }
           return out.reverse()
         }
@@ -139,7 +156,7 @@ export class RequestLog extends Context.Service<
         yield* flush.pipe(Effect.repeat(Schedule.spaced(flushEveryMs)), Effect.forkScoped)
         yield* Effect.addFinalizer(() => flush)
 
-        return RequestLog.of({ record, lastN, flush, backlog: () => pending.length + queued })
+        return RequestLog.of({ record, since, lastN, flush, backlog: () => pending.length + queued })
       }),
     )
 
