@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
+import { type FakeUpstream, limitUsedUpOnFirstCall, startFakeUpstream } from "../support/fake-upstream.ts"
 import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
 import { loadTranscript } from "../support/wire.ts"
 
@@ -94,21 +94,7 @@ describe("a provider's pause hint", () => {
 
   it("a used-up limit resetting in 999h (past Node's longest timer) holds the next call for the cap, without spinning", async () => {
     const threadId = await newThread()
-    const ok = loadTranscript("openai-chat-stream")
-    upstream.on("openai", (_, index) =>
-      index === 0
-        ? {
-            transcript: {
-              ...ok,
-              headers: [
-                ...ok.headers,
-                ["x-ratelimit-remaining-requests", "0"],
-                ["x-ratelimit-reset-requests", "999h"],
-              ],
-            },
-          }
-        : { transcript: "openai-chat-stream" },
-    )
+    upstream.on("openai", limitUsedUpOnFirstCall("999h"))
     const overflowing = await overflowingTimers(async () => {
       expect((await send(threadId, "one")).status).toBe(200)
       const pausedUntil = await openAiPausedUntil()

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
+import { type FakeUpstream, limitUsedUpOnFirstCall, startFakeUpstream } from "../support/fake-upstream.ts"
 import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
 import { loadTranscript } from "../support/wire.ts"
 
@@ -117,21 +117,7 @@ describe("pacing a provider", () => {
 
   it("a successful answer saying a limit is used up holds the next call until it resets", async () => {
     const threadId = await newThread()
-    const ok = loadTranscript("openai-chat-stream")
-    upstream.on("openai", (_, index) =>
-      index === 0
-        ? {
-            transcript: {
-              ...ok,
-              headers: [
-                ...ok.headers,
-                ["x-ratelimit-remaining-requests", "0"],
-                ["x-ratelimit-reset-requests", "800ms"],
-              ],
-            },
-          }
-        : { transcript: "openai-chat-stream" },
-    )
+    upstream.on("openai", limitUsedUpOnFirstCall("800ms"))
     const first = await client().post(`/api/threads/${threadId}/messages`, turn("one"), {
       "x-dac-coalesce": "off",
     })

@@ -74,6 +74,27 @@ export interface Reply {
 /** Decides the reply per request; `index` counts this provider's POSTs from 0 (to answer 429 then 200, …). */
 export type Script = (request: RecordedRequest, index: number) => Reply
 
+/**
+ * OpenAI's first answer succeeds but says its request limit is used up until `reset` (its
+ * `x-ratelimit-reset-requests`, e.g. "800ms" or "999h"); every later one is a plain success.
+ */
+export const limitUsedUpOnFirstCall =
+  (reset: string): Script =>
+  (_, index) => {
+    if (index > 0) return { transcript: "openai-chat-stream" }
+    const ok = loadTranscript("openai-chat-stream")
+    return {
+      transcript: {
+        ...ok,
+        headers: [
+          ...ok.headers,
+          ["x-ratelimit-remaining-requests", "0"],
+          ["x-ratelimit-reset-requests", reset],
+        ],
+      },
+    }
+  }
+
 export interface RecordedRequest {
   readonly provider: FakeProvider | undefined
   readonly method: string
