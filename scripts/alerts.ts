@@ -4,7 +4,12 @@
  * streams on the mock provider, so there is something to judge.
  *   npm run alerts -- [--url http://host:port --org ORG] [--last-n 100] [--polls 3 --interval-ms 1000] [--burst]
  */
+
+import { alertThresholds } from "../src/telemetry/timeseries.ts"
 import { argValue, gatewayFor, table } from "./harness.ts"
+
+/** The seeds' thresholds: the same the dashboard draws. */
+const t = alertThresholds
 
 const selfHosted = argValue("--url") === undefined && process.env.BASE_URL === undefined
 const gateway = await gatewayFor()
@@ -53,11 +58,23 @@ try {
         ? Number.POSITIVE_INFINITY
         : (s.coalesce.followers + s.coalesce.cache_hits) / s.coalesce.leaders
     const checks: Array<[name: string, seen: string, hit: boolean]> = [
-      ["error_rate > 0.01", s.error_rate.toFixed(3), s.error_rate > 0.01],
-      ["ttft p95 > 1500 ms", String(s.ttft_ms.p95), (s.ttft_ms.p95 ?? 0) > 1500],
-      ["latency p95 > 6000 ms", String(s.latency_ms.p95), (s.latency_ms.p95 ?? 0) > 6000],
-      ["queue wait p95 > 1000 ms", String(s.queue_wait_ms.p95), (s.queue_wait_ms.p95 ?? 0) > 1000],
-      ["followers/leaders < 10 under burst", ratio.toFixed(1), underBurst && s.count > 0 && ratio < 10],
+      [`error_rate > ${t.error_rate}`, s.error_rate.toFixed(3), s.error_rate > t.error_rate],
+      [`ttft p95 > ${t.ttft_p95_ms} ms`, String(s.ttft_ms.p95), (s.ttft_ms.p95 ?? 0) > t.ttft_p95_ms],
+      [
+        `latency p95 > ${t.latency_p95_ms} ms`,
+        String(s.latency_ms.p95),
+        (s.latency_ms.p95 ?? 0) > t.latency_p95_ms,
+      ],
+      [
+        `queue wait p95 > ${t.queue_wait_p95_ms} ms`,
+        String(s.queue_wait_ms.p95),
+        (s.queue_wait_ms.p95 ?? 0) > t.queue_wait_p95_ms,
+      ],
+      [
+        `followers/leaders < ${t.followers_per_leader_min} under burst`,
+        ratio.toFixed(1),
+        underBurst && s.count > 0 && ratio < t.followers_per_leader_min,
+      ],
     ]
     for (const [name, seen, hit] of checks) if (hit) breached.set(name, seen)
     rows.push({
@@ -78,6 +95,6 @@ try {
 for (const [name, seen] of breached) console.log(`BREACHED ${name} (saw ${seen})`)
 if (breached.size === 0)
   console.log(
-    "OK no threshold breached (error_rate ≤ 0.01, ttft p95 ≤ 1500, latency p95 ≤ 6000, queue wait p95 ≤ 1000, followers/leaders ≥ 10 under burst)",
+    `OK no threshold breached (error_rate ≤ ${t.error_rate}, ttft p95 ≤ ${t.ttft_p95_ms}, latency p95 ≤ ${t.latency_p95_ms}, queue wait p95 ≤ ${t.queue_wait_p95_ms}, followers/leaders ≥ ${t.followers_per_leader_min} under burst)`,
   )
 process.exitCode = breached.size === 0 ? 0 : 1
