@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto"
+import { hostname } from "node:os"
 import {
   Config,
   ConfigProvider,
@@ -117,6 +119,17 @@ export interface AppConfigShape {
    * behind (told to reconnect with `Last-Event-ID`), as if it still listened; 0 stops it at once.
    */
   readonly reconnectGraceMs: number
+  /**
+   * `REPLICA_ID`: this process's name as the owner of the replies it runs (stored with each reply's
+   * lease); default: host name, pid and a random suffix.
+   */
+  readonly replicaId: string
+  /** `REPLY_LEASE_MS`: how long a running reply's lease holds; renewed every third of it while it runs. */
+  readonly replyLeaseMs: number
+  /** `REPLY_SAVE_INTERVAL_MS`: how often the text of running replies is written (16 KB of new text writes sooner). */
+  readonly replySaveIntervalMs: number
+  /** `THREAD_IDLE_MS`: how long a thread's actor (its conversation in memory) outlives its last turn. */
+  readonly threadIdleMs: number
   /** `UPSTREAM_STREAM`: which upstream calls stream when the client waits for the whole reply. */
   readonly upstreamStream: UpstreamStreaming
   readonly streamFanoutEnabled: boolean
@@ -288,6 +301,12 @@ export const appConfig = Config.all({
   ),
   sseKeepaliveMs: durationMs("SSE_KEEPALIVE_MS", 15_000),
   reconnectGraceMs: durationMs("RECONNECT_GRACE_MS", 30_000, 0),
+  replicaId: Config.String("REPLICA_ID").pipe(
+    Config.withDefault(`${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`),
+  ),
+  replyLeaseMs: durationMs("REPLY_LEASE_MS", 15_000),
+  replySaveIntervalMs: durationMs("REPLY_SAVE_INTERVAL_MS", 250),
+  threadIdleMs: durationMs("THREAD_IDLE_MS", 60_000, 0),
   streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
   coalesceErrorTtlMs: durationMs("COALESCE_ERROR_TTL_MS", 2_000, 0),
   coalesceResultTtlMs: durationMs("COALESCE_RESULT_TTL_MS", 10_000, 0),

@@ -1,4 +1,4 @@
-import { Effect, Layer, Logger, References } from "effect"
+import { Effect, Layer, Logger, Option, References } from "effect"
 import { AppConfig } from "./config.ts"
 import { ApiKeys } from "./engine/api-keys.ts"
 import { Coalescer } from "./engine/coalescer.ts"
@@ -6,6 +6,8 @@ import { Generations } from "./engine/generations.ts"
 import { KeyLimiter } from "./engine/key-limits.ts"
 import { Pacer } from "./engine/pacer.ts"
 import { AuthStartup } from "./engine/quick-start.ts"
+import { ReplyProgress } from "./engine/reply-progress.ts"
+import { ThreadActors } from "./engine/thread-actors.ts"
 import { Turns } from "./engine/turns.ts"
 import { HttpServerLive } from "./http/server.ts"
 import { GracefulShutdown } from "./http/shutdown.ts"
@@ -22,7 +24,14 @@ import { RequestLog } from "./telemetry/request-log.ts"
 /** Assistant messages a crash left `pending`/`streaming` become `interrupted` before anything else runs. */
 const CrashSweep = Layer.effectDiscard(
   Effect.gen(function* () {
-    const swept = yield* (yield* MessagesRepo).sweepInterrupted
+    const { replicaId, databaseUrl } = yield* AppConfig
+    // On the embedded store (one process at a time holds its DATA_DIR) every unfinished reply is a
+    // dead process's. On PostgreSQL: its own id's (a replica starting again runs none of them) and
+    // those whose lease ran out, never the live replies of another process on the same database.
+    const swept = yield* (yield* MessagesRepo).sweepInterrupted({
+      ownedBy: replicaId,
+      everything: Option.isNone(databaseUrl),
+    })
     if (swept > 0) yield* Effect.logWarning("marked interrupted replies left by a crash", { count: swept })
   }),
 )
@@ -36,9 +45,10 @@ const Repos = Layer.mergeAll(
 
 /** The engine's services over the repositories and the configuration (tests build it on their own store). */
 export const EngineServices = Turns.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(Generations.layer, ThreadActors.layer)),
   Layer.provideMerge(
     Layer.mergeAll(
-      Generations.layer,
+      ReplyProgress.layer,
       RequestLog.layer,
       ProcessMetrics.layer,
       Providers.layer,

@@ -93,11 +93,15 @@ describe("the gateway process on its embedded store", () => {
         model: "never-ending",
       })
       .catch(() => undefined)
-    for (let i = 0; i < 50; i++) {
+    // It is killed once the store has some of its text (written as it grows, every 250 ms).
+    let seen = ""
+    for (let i = 0; i < 100 && seen === ""; i++) {
       const now = await second.client.get(`/api/threads/${threadId}`)
-      if (now.json.messages.length === 4) break
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      const reply = now.json.messages[3]
+      if (reply?.status === "streaming" && reply.content !== "") seen = reply.content
+      else await new Promise((resolve) => setTimeout(resolve, 50))
     }
+    expect(seen).not.toBe("")
     await second.stop("SIGKILL")
 
     const third = await startProcess(port)
@@ -110,6 +114,8 @@ describe("the gateway process on its embedded store", () => {
         ["assistant", "interrupted"],
       ],
     )
+    // The crash kept the text written before it: at least what was seen, maybe a little more.
+    expect(afterCrash.json.messages[3].content.startsWith(seen)).toBe(true)
     await third.stop("SIGTERM")
   }, 120_000)
 

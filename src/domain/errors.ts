@@ -48,6 +48,7 @@ export class ThreadNotFound extends Schema.TaggedError<ThreadNotFound>()(
 ) {
   readonly code = "thread_not_found"
   readonly status = 404
+  readonly retryable = false
 }
 
 export class RequestNotFound extends Schema.TaggedError<RequestNotFound>()(
@@ -203,6 +204,7 @@ export class PacerQueueFull extends Schema.TaggedError<PacerQueueFull>()(
 ) {
   readonly code = "rate_limited"
   readonly status = 429
+  readonly retryable = true
 }
 
 /** A key's `requests_per_minute` is used up for the rolling minute: nothing was stored or sent. */

@@ -2,15 +2,19 @@ import { createHash } from "node:crypto"
 import { Context, Deferred, Effect, Layer } from "effect"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
-import type { OrgId, ThreadId } from "../domain/ids.ts"
-import type { Message } from "../domain/thread.ts"
+import type { MessageId, OrgId, ThreadId } from "../domain/ids.ts"
 import type { ChatMessage } from "../providers/provider.ts"
+import type { InsertedTurn } from "../store/messages-repo.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Generation } from "./generations.ts"
+import type { InsertError } from "./thread-actors.ts"
 
-/** What followers share with the leader: the stored user message and the running generation. */
+/** What followers share with the leader: its stored messages (a thread turn's), its place, and its generation. */
 export interface LeaderTurn {
-  readonly userMessage: Message | null
+  /** The turn's messages as they are stored; none for a stateless completion. */
+  readonly inserted: Deferred.Deferred<InsertedTurn, InsertError> | undefined
+  /** How many turns of its thread ran or waited before it when it was queued. */
+  readonly queuePosition: number
   readonly generation: Generation
 }
 
@@ -44,11 +48,18 @@ const parametersOf = (body: ChatRequest) => [
 ]
 
 /**
- * The key of a turn: who asks, in which thread, what, of which model and with which parameters.
- * Not the history: the thread id stands for it (two identical turns on one thread coalesce).
+ * The key of a thread turn: who asks, in which thread, after which complete reply, what, of which
+ * model and with which parameters. The last reply stands for the history: identical sends while a
+ * reply runs (a double submit, a retry) share one turn, while the same words sent again after the
+ * reply ("continue", "yes") are a new turn. (After a failed turn the key is the same: its failure
+ * is shared for the error TTL.)
  */
-export const coalesceKey = (org: OrgId, threadId: ThreadId | null, body: ChatRequest) =>
-  digestKey(org, [threadId, body.content, ...parametersOf(body)])
+export const coalesceKey = (
+  org: OrgId,
+  threadId: ThreadId | null,
+  lastSettledId: MessageId | null,
+  body: ChatRequest,
+) => digestKey(org, [threadId, lastSettledId, body.content, ...parametersOf(body)])
 
 /** The key of a stateless completion: the whole conversation and the parameters. */
 export const conversationKey = (org: OrgId, conversation: ReadonlyArray<ChatMessage>, body: ChatRequest) =>

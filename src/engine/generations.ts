@@ -13,7 +13,14 @@ import {
   Stream,
 } from "effect"
 import { AppConfig } from "../config.ts"
-import { GenerationTimeout, GenerationTooLarge, ShuttingDown, StoreUnavailable } from "../domain/errors.ts"
+import {
+  GenerationTimeout,
+  GenerationTooLarge,
+  type PacerQueueFull,
+  ShuttingDown,
+  StoreUnavailable,
+  type ThreadNotFound,
+} from "../domain/errors.ts"
 import {
   type GenerationId,
   newGenerationId,
@@ -24,12 +31,14 @@ import {
 } from "../domain/ids.ts"
 import { type ProviderError, UpstreamError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
-import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
+import type { ProviderAdapter, ProviderEvent, ProviderRequest } from "../providers/provider.ts"
 import { type FinishTurn, MessagesRepo, withOutcome } from "../store/messages-repo.ts"
 import { tracedFn, withPerCallSpan } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
+import { ReplyProgress } from "./reply-progress.ts"
 import { type Frame, FrameLog, type FrameSink, frame, keepaliveFrame, requestFrame } from "./sse-frames.ts"
+import type { QueuedTurn } from "./thread-actors.ts"
 
 /** Node's timers take at most 2^31-1 ms; a longer delay would fire at once. */
 const maxTimerMs = 2 ** 31 - 1
@@ -99,6 +108,8 @@ export type GenerationError =
   | GenerationTooLarge
   | StoreUnavailable
   | ShuttingDown
+  | ThreadNotFound
+  | PacerQueueFull
 
 /** How a generation ended; the assistant message is persisted in that state (or will be, see above). */
 export type GenerationOutcome = Timings &
@@ -110,13 +121,17 @@ export type GenerationOutcome = Timings &
 
 export interface GenerationSpec {
   readonly org: OrgId
-  /** The generation's place in its provider's pacer: the upstream call waits for dispatch. */
-  readonly ticket: Ticket
+  /**
+   * The generation's place in its provider's pacer (taken once its thread's turn comes): the
+   * upstream call waits for dispatch, and the slot is a resource of the call's scope.
+   */
+  readonly ticket: Ticket | Effect.Effect<Ticket, PacerQueueFull>
   readonly requestId: RequestId
   readonly adapter: ProviderAdapter
+  /** What to send; for a thread turn its messages are the thread's history, read when its turn comes. */
   readonly request: ProviderRequest
-  /** The `pending` assistant message this generation fills in. */
-  readonly assistantMessage: Message | undefined
+  /** The thread turn it answers (its place on the thread, its stored messages); none for a stateless completion. */
+  readonly turn?: QueuedTurn | undefined
   /** `performance.now()` when the request arrived: latency is measured from there. */
   readonly startedAt: number
   /** Called once with the outcome, as it is decided (before anyone awaiting it resumes). */
@@ -215,6 +230,7 @@ export class Generations extends Context.Service<
     Generations,
     Effect.gen(function* () {
       const messages = yield* MessagesRepo
+      const progress = yield* ReplyProgress
       const config = yield* AppConfig
       const scope = yield* Effect.scope
       const byRequestId = new Map<RequestId, LiveGeneration>()
@@ -243,7 +259,7 @@ export class Generations extends Context.Service<
       const finish = (stored: Message | undefined, outcome: FinishTurn) =>
         stored === undefined
           ? Effect.succeed<Message | undefined>(transientReply(outcome))
-          : messages.finishTurn(stored, outcome).pipe(
+          : messages.finishTurn(stored, outcome, config.replicaId).pipe(
               Effect.retry({
                 schedule: Schedule.exponential(finalWriteBackoffMs),
                 times: finalWriteAttempts - 1,
@@ -253,7 +269,7 @@ export class Generations extends Context.Service<
 
       /** Writes, in the background, a reply the store could not take: as failed, once it answers. */
       const repair = (stored: Message, outcome: FinishTurn) =>
-        messages.finishTurn(stored, outcome).pipe(
+        messages.finishTurn(stored, outcome, config.replicaId).pipe(
           Effect.retry(repairSchedule),
           Effect.andThen(Effect.logInfo("stored a reply the store could not take at first")),
           Effect.catchCause(() =>
@@ -268,105 +284,147 @@ export class Generations extends Context.Service<
         for (const requestId of generation.names) byRequestId.delete(requestId)
       }
 
-      /** Waits for the pacer, calls upstream, feeds `generation`, and settles it however that ends. */
+      /**
+       * Waits for its thread's turn and the pacer, calls upstream (while its messages are stored),
+       * feeds `generation`, and settles it however that ends.
+       */
       const run = (spec: GenerationSpec, generation: LiveGeneration) => {
-        // Joined once at the end: `+=` per token would keep a rope of one node per token alive with
-        // the reply (it is retained for the coalescer's result TTL).
-        const parts: Array<string> = []
+        // Joined once at the end (and per save of a stored reply): `+=` per token would keep a rope
+        // of one node per token alive with the reply (it is retained for the coalescer's result TTL).
+        const reply = { parts: [] as Array<string>, lastDeltaId: null as number | null }
         let replyBytes = 0
         let ttftMs: number | null = null
         let queueWaitMs = 0
         let usage: Usage | null = null
         let finishReason: string | null = null
+        /** The stored reply once its insert landed, and how its growth is told to the writer. */
+        let stored: Message | undefined
+        let grew: ((bytes: number) => void) | undefined
+        let ticket: Ticket | undefined
 
         // Each event arrives synchronously from the adapter's I/O callback: no fiber hop per token.
-        const upstream = spec.adapter
-          .run(spec.request, (event) => {
-            switch (event._tag) {
-              case "FirstByte":
-                ttftMs = performance.now() - spec.startedAt
-                generation.emit("meta", { ttft_ms: ttftMs })
-                break
-              case "RateLimitHint":
-                spec.ticket.pause(event.pauseMs)
-                break
-              case "TextDelta": {
-                if (generation.stopping) break
-                const text = storableText(event.text)
-                replyBytes += Buffer.byteLength(text)
-                if (replyBytes > config.generationMaxBytes) {
-                  generation.stop(
-                    new GenerationTooLarge({
-                      message: `the reply grew past ${config.generationMaxBytes} bytes (GENERATION_MAX_BYTES)`,
-                    }),
-                  )
-                  break
-                }
-                parts.push(text)
-                generation.emit("delta", { text })
+        const onEvent = (event: ProviderEvent) => {
+          switch (event._tag) {
+            case "FirstByte":
+              ttftMs = performance.now() - spec.startedAt
+              generation.emit("meta", { ttft_ms: ttftMs })
+              break
+            case "RateLimitHint":
+              ticket?.pause(event.pauseMs)
+              break
+            case "TextDelta": {
+              if (generation.stopping) break
+              const text = storableText(event.text)
+              const bytes = Buffer.byteLength(text)
+              replyBytes += bytes
+              if (replyBytes > config.generationMaxBytes) {
+                generation.stop(
+                  new GenerationTooLarge({
+                    message: `the reply grew past ${config.generationMaxBytes} bytes (GENERATION_MAX_BYTES)`,
+                  }),
+                )
                 break
               }
-              case "Finish":
-                finishReason = event.reason
-                usage = event.usage
-                break
+              reply.parts.push(text)
+              generation.emit("delta", { text })
+              reply.lastDeltaId = generation.lastEventId()
+              grew?.(bytes)
+              break
             }
-          })
-          .pipe(
-            Effect.andThen(
-              Effect.suspend(() =>
-                Effect.annotateCurrentSpan({
-                  "gen_ai.response.finish_reasons": [finishReason],
-                  "gen_ai.usage.input_tokens": usage?.input_tokens,
-                  "gen_ai.usage.output_tokens": usage?.output_tokens,
-                }),
-              ),
-            ),
-          )
-        // Waits for the pacer, then calls upstream; the slot goes back however the call ends. A
-        // bound reached (time, size) stops the generation: its fiber is interrupted, which aborts the
-        // upstream request, and it ends with that bound's error, its text so far kept. (No race per
-        // call: interrupting the fiber it already has costs nothing until a bound is reached.)
+            case "Finish":
+              finishReason = event.reason
+              usage = event.usage
+              break
+          }
+        }
         const genAi = {
           "gen_ai.operation.name": "chat",
           "gen_ai.provider.name": spec.adapter.name,
           "gen_ai.request.model": spec.request.model,
         }
-        const consume = Effect.flatMap(
-          spec.ticket.dispatched.pipe(withPerCallSpan("pacer.wait", genAi)),
-          (waited) => {
-            queueWaitMs = waited
-            const timer = setTimeout(
-              () =>
-                generation.stop(
-                  new GenerationTimeout({
-                    message: `the reply took longer than ${config.generationMaxMs} ms (GENERATION_MAX_MS)`,
-                  }),
-                ),
-              Math.min(config.generationMaxMs, maxTimerMs),
-            )
-            return upstream.pipe(
-              Effect.onExit((exit) =>
+        // The pacer slot is a resource of the call's scope: given back however the call ends (a
+        // RateLimited answer pauses the provider; leaving the queue early frees the place). A bound
+        // reached (time, size) stops the generation: its fiber is interrupted, which aborts the
+        // upstream request, and it ends with that bound's error, its text so far kept. (No race per
+        // call: interrupting the fiber it already has costs nothing until a bound is reached.)
+        const call = (request: ProviderRequest) =>
+          Effect.scoped(
+            Effect.gen(function* () {
+              const acquire = Effect.isEffect(spec.ticket) ? spec.ticket : Effect.succeed(spec.ticket)
+              const slot = yield* Effect.acquireRelease(acquire, (slot, exit) =>
                 Effect.sync(() => {
-                  clearTimeout(timer)
+                  // The scope's exit is the call's: its error is a GenerationError.
                   const error = Exit.isFailure(exit)
-                    ? Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined)
+                    ? (Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined) as
+                        | GenerationError
+                        | undefined)
                     : undefined
-                  spec.ticket.release(isProviderError(error) ? error : undefined)
+                  if (Exit.isSuccess(exit)) slot.release()
+                  else if (isProviderError(error)) slot.release(error)
+                  else slot.abandon()
                 }),
-              ),
-            )
-          },
-        ).pipe(
-          Effect.onInterrupt(() => Effect.sync(spec.ticket.abandon)),
-          withPerCallSpan("generation", { ...genAi, "dac.request_id": spec.requestId }),
-        )
+              )
+              ticket = slot
+              queueWaitMs = yield* slot.dispatched.pipe(withPerCallSpan("pacer.wait", genAi))
+              const timer = setTimeout(
+                () =>
+                  generation.stop(
+                    new GenerationTimeout({
+                      message: `the reply took longer than ${config.generationMaxMs} ms (GENERATION_MAX_MS)`,
+                    }),
+                  ),
+                Math.min(config.generationMaxMs, maxTimerMs),
+              )
+              yield* spec.adapter.run(request, onEvent).pipe(
+                Effect.ensuring(Effect.sync(() => clearTimeout(timer))),
+                Effect.andThen(
+                  Effect.suspend(() =>
+                    Effect.annotateCurrentSpan({
+                      "gen_ai.response.finish_reasons": [finishReason],
+                      "gen_ai.usage.input_tokens": usage?.input_tokens,
+                      "gen_ai.usage.output_tokens": usage?.output_tokens,
+                    }),
+                  ),
+                ),
+              )
+            }),
+          )
+        // A thread turn waits for the turns before it (its history then has their replies), and goes
+        // upstream while its messages are inserted: when the insert fails, the call is interrupted.
+        const turn = spec.turn
+        const consume = (
+          turn === undefined
+            ? call(spec.request)
+            : Effect.andThen(turn.ready, () =>
+                Effect.all(
+                  [
+                    Effect.flatMap(Deferred.await(turn.inserted), (inserted) =>
+                      Effect.sync(() => {
+                        stored = inserted.assistantMessage
+                        grew = progress.track(stored.message_id, reply)
+                      }),
+                    ),
+                    call({ ...spec.request, messages: turn.history() }),
+                  ],
+                  { concurrency: 2, discard: true },
+                ),
+              )
+        ).pipe(withPerCallSpan("generation", { ...genAi, "dac.request_id": spec.requestId }))
 
         // Runs once however the generation ends (done, failed, interrupted, a defect), uninterruptibly:
         // every listener gets exactly one terminal frame, and the assistant message never stays
         // `pending` while the process lives and the store answers.
         const settle = (exit: Exit.Exit<void, GenerationError>) =>
           Effect.gen(function* () {
+            // The insert outlives an interrupted call (it runs in its thread's scope): its fate is known.
+            if (turn !== undefined && stored === undefined) {
+              const inserted = yield* Effect.exit(Deferred.await(turn.inserted))
+              if (Exit.isSuccess(inserted)) stored = inserted.value.assistantMessage
+            }
+            if (stored !== undefined) progress.untrack(stored.message_id)
+            // A slot taken before the generation started comes back even when the call never ran
+            // (given back already otherwise: this does nothing then).
+            if (!Effect.isEffect(spec.ticket)) spec.ticket.abandon()
             const latencyMs = performance.now() - spec.startedAt
             const timings = { ttftMs, latencyMs, queueWaitMs }
             const error = Exit.isSuccess(exit)
@@ -377,23 +435,26 @@ export class Generations extends Context.Service<
             if (error?._tag === "UpstreamError" && !Exit.isSuccess(exit) && Cause.hasDies(exit.cause)) {
               yield* Effect.logError("generation failed with a defect", exit.cause)
             }
+            const content = reply.parts.join("")
             const outcome: FinishTurn = Exit.isSuccess(exit)
               ? {
-                  content: parts.join(""),
+                  content,
                   status: "complete",
                   usage,
                   finishReason: finishReason ?? "stop",
                   errorCode: null,
+                  lastEventId: reply.lastDeltaId,
                 }
               : {
-                  content: parts.join(""),
+                  content,
                   // A reply cut off by a shutdown is `interrupted`, as one a crash cut off.
                   status: error?._tag === "ShuttingDown" ? "interrupted" : error ? "failed" : "cancelled",
                   usage,
                   finishReason: null,
                   errorCode: error?.code ?? null,
+                  lastEventId: reply.lastDeltaId,
                 }
-            const message = yield* finish(spec.assistantMessage, outcome)
+            const message = yield* finish(stored, outcome)
             let result: GenerationOutcome
             if (message === undefined) {
               // The store did not take the reply: every listener learns it now (retryable), and the
@@ -404,14 +465,14 @@ export class Generations extends Context.Service<
                 finishReason: null,
                 errorCode: "store_unavailable",
               }
-              yield* repair(spec.assistantMessage!, failed)
+              yield* repair(stored!, failed)
               const storeError = new StoreUnavailable({
                 message: "the reply could not be stored: the store is unavailable; try again",
               })
               result = {
                 _tag: "Failed",
                 // As the store will have it once it answers again.
-                message: withOutcome(spec.assistantMessage!, failed, new Date().toISOString()),
+                message: withOutcome(stored!, failed, new Date().toISOString()),
                 error: storeError,
                 ...timings,
               }
@@ -451,13 +512,16 @@ export class Generations extends Context.Service<
             }
             generation.settled()
             running.delete(generation)
+            // The thread's next turn goes on, with this one's reply in its history when it completed.
+            turn?.settle({
+              stored: stored !== undefined,
+              completeReply: result._tag === "Completed" ? result.message.content : null,
+            })
             spec.onSettled?.(result)
             yield* Deferred.succeed(generation.outcome, result)
             // A stored reply stays joinable from memory a while (late joiners, reconnects), then is
             // read from the store; a stateless completion has nothing to re-join.
-            deadlines.after(spec.assistantMessage === undefined ? 0 : finishedRetentionMs, () =>
-              forget(generation),
-            )
+            deadlines.after(turn === undefined ? 0 : finishedRetentionMs, () => forget(generation))
           })
 
         return consume.pipe(Effect.onExit(settle))
@@ -559,7 +623,7 @@ class LiveGeneration implements Generation {
   constructor(spec: GenerationSpec, afterReconnectGrace: ((run: () => void) => void) | undefined) {
     this.afterReconnectGrace = afterReconnectGrace
     this.org = spec.org
-    this.threadId = spec.assistantMessage?.thread_id ?? null
+    this.threadId = spec.turn?.threadId ?? null
     this.provider = spec.adapter.name
     this.model = spec.request.model
     this.names = [spec.requestId]

@@ -1,4 +1,4 @@
-import { Context, Deferred, Effect, Exit, Layer } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Option } from "effect"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest, CoalesceRole } from "../domain/chat.ts"
 import { TurnResult } from "../domain/chat.ts"
@@ -9,19 +9,28 @@ import {
   type PacerQueueFull,
   type ProviderNotConfigured,
   RequestCancelled,
+  RequestNotFound,
   type StoreUnavailable,
   type ThreadNotFound,
   TooManyListeners,
   type UnknownModel,
   type UnknownProvider,
 } from "../domain/errors.ts"
-import { newRequestId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
+import {
+  type MessageId,
+  newMessageId,
+  newRequestId,
+  type OrgId,
+  type RequestId,
+  type ThreadId,
+} from "../domain/ids.ts"
 import type { Caller } from "../domain/keys.ts"
-import type { Message, Usage } from "../domain/thread.ts"
+import type { Thread, Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { Providers } from "../providers/providers.ts"
-import { MessagesRepo } from "../store/messages-repo.ts"
+import { type InsertedTurn, MessagesRepo, type StoredReply } from "../store/messages-repo.ts"
 import type { RequestLogEntry } from "../store/request-log-repo.ts"
+import { ThreadsRepo } from "../store/threads-repo.ts"
 import { RequestLog } from "../telemetry/request-log.ts"
 import { tracedFn } from "../telemetry/spans.ts"
 import { Coalescer, coalesceKey, conversationKey, type LeaderTurn } from "./coalescer.ts"
@@ -34,6 +43,7 @@ import {
 } from "./generations.ts"
 import { type KeyAdmission, KeyLimiter, noLimit } from "./key-limits.ts"
 import { Pacer } from "./pacer.ts"
+import { type InsertError, type ThreadActor, ThreadActors } from "./thread-actors.ts"
 
 /** The refusals logged as `rejected` requests: nothing was stored or sent for them. */
 const rejections = new Set([
@@ -42,6 +52,15 @@ const rejections = new Set([
   "KeyConcurrencyLimited",
   "KeyBudgetExhausted",
 ])
+
+/**
+ * How the coalescer keeps a settled turn's key: an upstream failure is shared for the error TTL (a
+ * failing provider is not stormed); a failure of the gateway itself (its store, its pacer queue, a
+ * shutdown) is forgotten at once, like a cancel, so the next identical request tries again.
+ */
+const gatewayFailures = new Set(["StoreUnavailable", "ThreadNotFound", "PacerQueueFull", "ShuttingDown"])
+const settledAs = (outcome: GenerationOutcome) =>
+  outcome._tag === "Failed" && gatewayFailures.has(outcome.error._tag) ? "Cancelled" : outcome._tag
 
 /** A generation already feeds as many streams as it may. */
 export const tooManyListeners = (max: number) =>
@@ -86,13 +105,20 @@ export type StartError =
 
 export type TurnError = StartError | RequestCancelled | GenerationError
 
+/** What a re-attach finds: the live generation (under this request id), or the stored reply. */
+export type Attachment =
+  | { readonly _tag: "Live"; readonly requestId: RequestId; readonly generation: Generation }
+  | { readonly _tag: "Stored"; readonly reply: StoredReply }
+
 /** A turn that is under way: its messages are stored and its generation runs. */
 export interface StartedTurn {
   readonly requestId: RequestId
   readonly input: TurnInput
   readonly coalesce: CoalesceRole
-  /** The stored user message; null for a stateless completion. */
-  readonly userMessage: Message | null
+  /** The turn's messages as they are stored (a thread turn); none for a stateless completion. */
+  readonly inserted: Deferred.Deferred<InsertedTurn, InsertError> | undefined
+  /** How many turns of its thread ran or waited before it (0: it ran at once). */
+  readonly queuePosition: number
   readonly generation: Generation
   readonly startedAt: number
   /** Records the request in the request log once it is over (each request exactly once). */
@@ -117,6 +143,28 @@ export class Turns extends Context.Service<
     >
     /** `complete`, as the thread API answers it. */
     readonly send: (input: TurnInput) => Effect.Effect<TurnResult, TurnError>
+    /** A new thread of `org`: its actor starts empty (its first turn reads nothing from the store). */
+    readonly createThread: (org: OrgId, title: string | null) => Effect.Effect<Thread, StoreUnavailable>
+    /**
+     * Re-attaches to a thread turn's reply: the live generation (a reconnect continues its request,
+     * a second viewer while it still listens follows as a new request), or the stored reply.
+     */
+    readonly attach: (
+      org: OrgId,
+      threadId: ThreadId,
+      requestId: RequestId,
+    ) => Effect.Effect<Attachment, RequestNotFound | TooManyListeners | StoreUnavailable>
+    /**
+     * Cancels a request (`request`: it leaves its generation, which stops when no request is left)
+     * or its whole generation; false when it had already finished.
+     */
+    readonly cancel: (
+      org: OrgId,
+      requestId: RequestId,
+      scope: "request" | "generation",
+    ) => Effect.Effect<boolean, RequestNotFound | StoreUnavailable>
+    /** Stops for a shutdown (see `Generations.drain`). */
+    readonly drain: (graceMs: number) => Effect.Effect<void>
   }
 >()("dac/engine/Turns") {
   static readonly layer = Layer.effect(
@@ -124,12 +172,14 @@ export class Turns extends Context.Service<
     Effect.gen(function* () {
       const config = yield* AppConfig
       const providers = yield* Providers
-      const messages = yield* MessagesRepo
       const generations = yield* Generations
       const requestLog = yield* RequestLog
       const coalescer = yield* Coalescer
       const pacer = yield* Pacer
       const keyLimiter = yield* KeyLimiter
+      const threadActors = yield* ThreadActors
+      const threads = yield* ThreadsRepo
+      const messages = yield* MessagesRepo
 
       /** One request-log row for a request of this turn; `outcome` fills in what happened. */
       const logRequest = (
@@ -193,9 +243,15 @@ export class Turns extends Context.Service<
         config.upstreamStream === "always" ||
         (config.upstreamStream === "threads" && input.conversation === undefined)
 
-      /** Stores the user's message and starts a generation: what a leader (or a bypass) does. */
+      /**
+       * Queues the turn on its thread (whose actor stores its messages) and starts its generation:
+       * what a leader (or a bypass) does. A turn that runs at once takes its pacer place first, so a
+       * full queue refuses it before anything is stored; one queued behind another takes it when its
+       * turn comes (a turn waiting for its thread holds no slot).
+       */
       const lead = Effect.fnUntraced(function* (
         input: TurnInput,
+        actor: ThreadActor | undefined,
         requestId: RequestId,
         startedAt: number,
         admission: KeyAdmission,
@@ -203,39 +259,23 @@ export class Turns extends Context.Service<
       ) {
         const { body } = input
         const adapter = yield* providers.resolve(body.provider, body.model)
-        // A full queue refuses before anything is stored or sent.
-        const ticket = yield* pacer.enqueue(adapter.name, input.org)
-        const request = {
-          provider: adapter.name,
+        const queuePosition = actor?.turnsInFlight() ?? 0
+        const ticket = queuePosition === 0 ? yield* pacer.enqueue(adapter.name, input.org) : undefined
+        const turn = actor?.enqueue({
+          requestId,
+          content: body.content,
+          provider: body.provider,
           model: body.model,
-          temperature: body.temperature,
-          maxTokens: body.max_tokens,
-          topP: body.top_p,
-          stop: body.stop,
-          stream: streamsUpstream(input),
-        }
-        // A stateless completion brings its conversation; a thread turn stores the user's message
-        // and a pending reply, and sends the thread's history.
-        const stored =
-          input.conversation !== undefined || input.threadId === null
-            ? undefined
-            : yield* messages
-                .startTurn({
-                  org: input.org,
-                  threadId: input.threadId,
-                  requestId,
-                  content: body.content,
-                  provider: body.provider,
-                  model: body.model,
-                })
-                .pipe(Effect.onError(() => Effect.sync(ticket.abandon)))
+          userMessageId: newMessageId(),
+          assistantMessageId: newMessageId(),
+        })
         const generation = yield* generations.start({
           org: input.org,
-          ticket,
+          ticket: ticket ?? pacer.enqueue(adapter.name, input.org),
           requestId,
           adapter,
           startedAt,
-          assistantMessage: stored?.assistantMessage,
+          turn,
           // The key that led the upstream call pays for its tokens (followers share them), counted
           // as the outcome is decided: before any waiting request, or the next one, goes on.
           onSettled: (outcome) => {
@@ -244,11 +284,18 @@ export class Turns extends Context.Service<
             onSettled?.(outcome)
           },
           request: {
-            ...request,
-            messages: stored?.history ?? input.conversation ?? [{ role: "user", content: body.content }],
+            provider: adapter.name,
+            model: body.model,
+            temperature: body.temperature,
+            maxTokens: body.max_tokens,
+            topP: body.top_p,
+            stop: body.stop,
+            stream: streamsUpstream(input),
+            // A thread turn's history is read from its actor when its turn comes.
+            messages: input.conversation ?? [{ role: "user", content: body.content }],
           },
         })
-        return { userMessage: stored?.userMessage ?? null, generation }
+        return { inserted: turn?.inserted, queuePosition, generation }
       })
 
       const startAs = tracedFn("Turns.start")(
@@ -264,11 +311,17 @@ export class Turns extends Context.Service<
               message: `content is ${body.content.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
             })
           }
+          // A thread turn enters its thread's actor (loaded from the store the first time).
+          const actor =
+            input.conversation === undefined && input.threadId !== null
+              ? yield* threadActors.enter(input.org, input.threadId)
+              : undefined
           const started = (coalesce: CoalesceRole, turn: LeaderTurn): StartedTurn => ({
             requestId,
             input,
             coalesce,
-            userMessage: turn.userMessage,
+            inserted: turn.inserted,
+            queuePosition: turn.queuePosition,
             generation: turn.generation,
             startedAt,
             record: record(input, requestId, coalesce, startedAt, admission),
@@ -277,19 +330,23 @@ export class Turns extends Context.Service<
           const sharable =
             coalescer.enabled && input.coalesce !== false && (input.mode === "wait" || coalescer.streamFanout)
           if (!sharable && input.idempotencyKey === undefined) {
-            return started("bypass", yield* lead(input, requestId, startedAt, admission))
+            return started("bypass", yield* lead(input, actor, requestId, startedAt, admission))
           }
-          const requestKey =
-            input.conversation === undefined
-              ? coalesceKey(input.org, input.threadId, body)
-              : conversationKey(input.org, input.conversation, body)
           // A reply fetched in one body has no tokens to stream: streaming requests never join it.
-          const bodyKey = streamsUpstream(input) ? requestKey : `${requestKey}:one-body`
+          const oneBody = streamsUpstream(input) ? "" : ":one-body"
+          const keyAfter = (position: MessageId | null) =>
+            input.conversation === undefined
+              ? `${coalesceKey(input.org, input.threadId, position, body)}${oneBody}`
+              : `${conversationKey(input.org, input.conversation, body)}${oneBody}`
+          const bodyKey = keyAfter(actor?.lastSettledId() ?? null)
+          // An Idempotency-Key names one send wherever its thread has got to since: a late retry
+          // finds its turn, and its body is compared without the thread's position.
           const key =
             input.idempotencyKey === undefined ? bodyKey : `idempotency:${input.org}:${input.idempotencyKey}`
-          const claim = coalescer.claim<StartError>(key, bodyKey)
+          const sameBody = input.idempotencyKey === undefined ? bodyKey : keyAfter(null)
+          const claim = coalescer.claim<StartError>(key, sameBody)
           if (claim._tag === "Follower") {
-            if (claim.lead.bodyKey !== bodyKey) {
+            if (claim.lead.bodyKey !== sameBody) {
               return yield* new IdempotencyConflict({
                 message: "this Idempotency-Key was used with a different request body",
               })
@@ -309,8 +366,8 @@ export class Turns extends Context.Service<
           // The key outlives the generation by the TTL that fits how it ended. A leader that could
           // not start (a typed error or a defect) frees the key at once and hands its followers the
           // same answer. (It cannot be interrupted half way: see `start`.)
-          const turn = yield* lead(input, requestId, startedAt, admission, (outcome) =>
-            coalescer.settle(key, outcome._tag),
+          const turn = yield* lead(input, actor, requestId, startedAt, admission, (outcome) =>
+            coalescer.settle(key, settledAs(outcome)),
           ).pipe(
             Effect.onExit((exit) => {
               if (Exit.isSuccess(exit)) return Deferred.succeed(claim.lead.turn, exit.value)
@@ -388,11 +445,12 @@ export class Turns extends Context.Service<
       const send = tracedFn("Turns.send")(
         Effect.fnUntraced(function* (input: TurnInput) {
           const { turn, outcome } = yield* complete(input)
+          // A thread turn's messages are stored before its reply is (only stateless completions have none).
+          const inserted = yield* Deferred.await(turn.inserted!)
           return new TurnResult(
             {
               request_id: turn.requestId,
-              // Thread turns always store the user's message (only stateless completions have none).
-              user_message: turn.userMessage!,
+              user_message: inserted.userMessage,
               assistant_message: outcome.message,
               coalesce: turn.coalesce,
               metrics: {
@@ -406,7 +464,60 @@ export class Turns extends Context.Service<
         }),
       )
 
-      return Turns.of({ start, complete, send })
+      /** The live generation a request of `org` follows (another org's is not found). */
+      const liveFor = (org: OrgId, requestId: RequestId) =>
+        Option.filter(generations.byRequest(requestId), (generation) => generation.org === org)
+
+      const notFound = (requestId: RequestId) =>
+        new RequestNotFound({ message: `request ${requestId} not found` })
+
+      const createThread = Effect.fn("Turns.createThread")(function* (org: OrgId, title: string | null) {
+        const thread = yield* threads.create(org, title)
+        threadActors.created(org, thread.thread_id)
+        return thread
+      })
+
+      const attach = Effect.fn("Turns.attach")(function* (
+        org: OrgId,
+        threadId: ThreadId,
+        requestId: RequestId,
+      ) {
+        // Only through its own thread (a stateless completion has none to be joined through).
+        const live = Option.filter(liveFor(org, requestId), (generation) => generation.threadId === threadId)
+        if (Option.isSome(live)) {
+          const generation = live.value
+          if (generation.listenerCount() >= config.maxListenersPerGeneration) {
+            return yield* tooManyListeners(config.maxListenersPerGeneration)
+          }
+          const follower = generation.isListening(requestId) ? newRequestId() : requestId
+          if (follower !== requestId) generations.alias(follower, generation)
+          return { _tag: "Live", requestId: follower, generation } satisfies Attachment
+        }
+        const stored = yield* messages.findAssistantByRequest(org, requestId)
+        if (Option.isNone(stored) || stored.value.message.thread_id !== threadId) {
+          return yield* notFound(requestId)
+        }
+        return { _tag: "Stored", reply: stored.value } satisfies Attachment
+      })
+
+      const cancel = Effect.fn("Turns.cancel")(function* (
+        org: OrgId,
+        requestId: RequestId,
+        scope: "request" | "generation",
+      ) {
+        const live = liveFor(org, requestId)
+        if (Option.isSome(live) && !live.value.isEnded()) {
+          if (scope === "generation") yield* live.value.cancel
+          else yield* live.value.cancelRequest(requestId)
+          return true
+        }
+        const stored = yield* messages.findAssistantByRequest(org, requestId)
+        if (Option.isNone(stored)) return yield* notFound(requestId)
+        // Already finished: nothing left to cancel.
+        return false
+      })
+
+      return Turns.of({ start, complete, send, createThread, attach, cancel, drain: generations.drain })
     }),
   )
 }

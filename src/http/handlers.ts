@@ -4,13 +4,12 @@ import { HttpApiBuilder } from "effect/http-api"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
-import { RequestNotFound, ThreadNotFound } from "../domain/errors.ts"
-import { newRequestId, type ThreadId } from "../domain/ids.ts"
+import { ThreadNotFound } from "../domain/errors.ts"
+import type { ThreadId } from "../domain/ids.ts"
 import type { Caller } from "../domain/keys.ts"
 import { ThreadWithMessages } from "../domain/thread.ts"
-import { Generations } from "../engine/generations.ts"
 import { Pacer } from "../engine/pacer.ts"
-import { type TurnInput, Turns, tooManyListeners } from "../engine/turns.ts"
+import { type TurnInput, Turns } from "../engine/turns.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import { RequestLogRepo } from "../store/request-log-repo.ts"
@@ -21,14 +20,7 @@ import { Api, NotReady } from "./api.ts"
 import { BadRequestError, retryAfterHeader, toApiError } from "./errors.ts"
 import { hasOpsAccess } from "./ops-guard.ts"
 import { CurrentCaller, CurrentOrg } from "./org.ts"
-import {
-  findGenerationFor,
-  lastEventId,
-  listenBody,
-  sseResponse,
-  storedReplyStream,
-  turnStream,
-} from "./stream.ts"
+import { lastEventId, listenBody, sseResponse, storedReplyStream, turnStream } from "./stream.ts"
 
 export const ThreadsHandlers = HttpApiBuilder.group(
   Api,
@@ -37,8 +29,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     const threads = yield* ThreadsRepo
     const messages = yield* MessagesRepo
     const turns = yield* Turns
-    const generations = yield* Generations
-    const { maxTitleChars, maxListenersPerGeneration: maxListeners, stalledWriteTimeoutMs } = yield* AppConfig
+    const { maxTitleChars, stalledWriteTimeoutMs } = yield* AppConfig
 
     return handlers.handleAll({
       createThread: Effect.fn("http.createThread")(function* ({ payload }) {
@@ -52,7 +43,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
             },
           })
         }
-        return yield* threads.create(org, title).pipe(Effect.mapError(toApiError))
+        return yield* turns.createThread(org, title).pipe(Effect.mapError(toApiError))
       }),
       listThreads: Effect.fn("http.listThreads")(function* ({ query }) {
         const org = yield* CurrentOrg
@@ -102,53 +93,34 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         const org = yield* CurrentOrg
         const request = yield* HttpServerRequest.HttpServerRequest
         const afterId = lastEventId(request.headers["last-event-id"])
-        // Only through its own thread (a stateless completion has none to be joined through).
-        const live = Option.filter(
-          findGenerationFor(generations.byRequest, org, params.request_id),
-          (generation) => generation.threadId === params.thread_id,
-        )
-        if (Option.isSome(live)) {
-          const generation = live.value
-          if (generation.listenerCount() >= maxListeners)
-            return yield* toApiError(tooManyListeners(maxListeners))
-          // A reconnect continues its request; a second viewer while it still listens is a new
-          // request following the same generation (with its own id, to cancel on its own).
-          const requestId = generation.isListening(params.request_id) ? newRequestId() : params.request_id
-          if (requestId !== params.request_id) generations.alias(requestId, generation)
-          return sseResponse(
-            listenBody(requestId, generation, "follower", afterId, () => {}, stalledWriteTimeoutMs),
-          ) as unknown as string
-        }
-        const stored = yield* messages
-          .findAssistantByRequest(org, params.request_id)
+        const found = yield* turns
+          .attach(org, params.thread_id, params.request_id)
           .pipe(Effect.mapError(toApiError))
-        if (Option.isNone(stored) || stored.value.thread_id !== params.thread_id) {
-          return yield* toApiError(new RequestNotFound({ message: `request ${params.request_id} not found` }))
-        }
-        return storedReplyStream(
-          params.request_id,
-          stored.value,
-          afterId,
-          stalledWriteTimeoutMs,
-        ) as unknown as string
+        // A raw response: HttpApi sends an HttpServerResponse as it is.
+        return (found._tag === "Live"
+          ? sseResponse(
+              listenBody(
+                found.requestId,
+                found.generation,
+                "follower",
+                afterId,
+                () => {},
+                stalledWriteTimeoutMs,
+              ),
+            )
+          : storedReplyStream(
+              params.request_id,
+              found.reply,
+              afterId,
+              stalledWriteTimeoutMs,
+            )) as unknown as string
       }),
       cancel: Effect.fn("http.cancel")(function* ({ params, query }) {
         const org = yield* CurrentOrg
-        const live = findGenerationFor(generations.byRequest, org, params.request_id)
-        if (Option.isSome(live) && !live.value.isEnded()) {
-          const generation = live.value
-          if (query.scope === "generation") yield* generation.cancel
-          else yield* generation.cancelRequest(params.request_id)
-          return { cancelled: true }
-        }
-        const stored = yield* messages
-          .findAssistantByRequest(org, params.request_id)
+        const cancelled = yield* turns
+          .cancel(org, params.request_id, query.scope === "generation" ? "generation" : "request")
           .pipe(Effect.mapError(toApiError))
-        if (Option.isNone(stored)) {
-          return yield* toApiError(new RequestNotFound({ message: `request ${params.request_id} not found` }))
-        }
-        // Already finished: nothing left to cancel.
-        return { cancelled: false }
+        return { cancelled }
       }),
     })
   }),

@@ -1,6 +1,6 @@
 import { Effect, Fiber, Layer } from "effect"
 import { AppConfig } from "../config.ts"
-import { Generations } from "../engine/generations.ts"
+import { Turns } from "../engine/turns.ts"
 import { NodeServer } from "./server.ts"
 
 /** How long, once every reply ended, the last responses may take to leave before sockets are cut. */
@@ -15,7 +15,7 @@ const lastWritesMs = 2_000
 export const GracefulShutdown = Layer.effectDiscard(
   Effect.gen(function* () {
     const server = yield* NodeServer
-    const generations = yield* Generations
+    const turns = yield* Turns
     const config = yield* AppConfig
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
@@ -25,7 +25,7 @@ export const GracefulShutdown = Layer.effectDiscard(
           server.closeIdleConnections()
         })
         const stopped = yield* Effect.forkDetach(closed)
-        yield* generations.drain(config.shutdownGraceMs)
+        yield* turns.drain(config.shutdownGraceMs)
         // The last terminal frames and waiting replies are on their way; idle sockets close as they go.
         const idle = setInterval(() => server.closeIdleConnections(), 50)
         yield* Fiber.await(stopped).pipe(

@@ -1,11 +1,11 @@
 import type { Readable } from "node:stream"
-import { Option } from "effect"
 import { HttpServerResponse } from "effect/http"
-import type { OrgId, RequestId } from "../domain/ids.ts"
+import type { RequestId } from "../domain/ids.ts"
 import type { Message } from "../domain/thread.ts"
-import type { Generation, GenerationOutcome } from "../engine/generations.ts"
+import { firstGenerationFrameId, type Generation, type GenerationOutcome } from "../engine/generations.ts"
 import { frame } from "../engine/sse-frames.ts"
 import type { StartedTurn } from "../engine/turns.ts"
+import type { StoredReply } from "../store/messages-repo.ts"
 import { type ListenerBody, type ListenerFormat, subscribeBody } from "./listener-body.ts"
 import { BytesBody } from "./watched-body.ts"
 
@@ -18,7 +18,14 @@ const sseHeaders = {
 export const sseResponse = (body: Readable | Uint8Array) => HttpServerResponse.raw(body, sseHeaders)
 
 /** The request's own first frames: `ping` (before any upstream work) and `meta` (who serves it). */
-const headFrames = (requestId: RequestId, generation: Generation, coalesce: string, afterId: number) =>
+const headFrames = (
+  requestId: RequestId,
+  generation: Generation,
+  coalesce: string,
+  afterId: number,
+  /** How many turns of the thread run or wait before this one. */
+  queuePosition: number,
+) =>
   [
     frame(0, "ping", {}),
     frame(1, "meta", {
@@ -27,6 +34,7 @@ const headFrames = (requestId: RequestId, generation: Generation, coalesce: stri
       provider: generation.provider,
       model: generation.model,
       coalesce,
+      queue_position: queuePosition,
     }),
   ]
     .filter((f) => f.id > afterId)
@@ -56,32 +64,75 @@ export const listenBody = (
   onEnd: (outcome: GenerationOutcome | "detached") => void,
   /** STALLED_WRITE_TIMEOUT_MS. */
   stalledWriteMs: number,
+  queuePosition = 0,
 ): ListenerBody =>
   subscribeBody(
     generation,
     requestId,
     afterId,
     dacFormat,
-    headFrames(requestId, generation, coalesce, afterId),
+    headFrames(requestId, generation, coalesce, afterId, queuePosition),
     onEnd,
     stalledWriteMs,
   )
 
 /** A fresh streamed turn. */
 export const turnStream = (turn: StartedTurn, stalledWriteMs: number) =>
-  sseResponse(listenBody(turn.requestId, turn.generation, turn.coalesce, -1, turn.record, stalledWriteMs))
+  sseResponse(
+    listenBody(
+      turn.requestId,
+      turn.generation,
+      turn.coalesce,
+      -1,
+      turn.record,
+      stalledWriteMs,
+      turn.queuePosition,
+    ),
+  )
+
+/** The terminal event of a stored reply, as its status says it ended. */
+const storedTerminal = (id: number, message: Message) => {
+  switch (message.status) {
+    case "complete":
+      return frame(id, "done", {
+        message_id: message.message_id,
+        finish_reason: message.finish_reason ?? "stop",
+        usage: message.usage,
+        latency_ms: Date.parse(message.updated_at) - Date.parse(message.created_at),
+      })
+    case "failed":
+      return frame(id, "error", {
+        code: message.error_code ?? "upstream_error",
+        message: "the reply failed",
+        retryable: false,
+      })
+    case "cancelled":
+      return frame(id, "cancelled", {})
+    default:
+      // Cut off by a crash or a stop (or still owned by a process that stopped renewing it).
+      return frame(id, "error", {
+        code: "interrupted",
+        message: "the reply was cut off before it finished; its text so far is above",
+        retryable: true,
+      })
+  }
+}
 
 /**
- * A finished reply no longer in memory, from the store: the whole text as one `delta`, then its
- * terminal event. (A client resuming that late should replace what it has, not append.)
+ * A reply no longer in memory, from the store, with the ids it had live: its text (as stored, up to
+ * the delta whose id it keeps) as one `delta` with that id, then its terminal event. A client that
+ * had all of it gets only the terminal event; one that had part of it gets the whole text marked
+ * `replace: true` (the store keeps the text, not where each delta ended).
  */
 export const storedReplyStream = (
   requestId: RequestId,
-  message: Message,
+  reply: StoredReply,
   afterId: number,
   /** STALLED_WRITE_TIMEOUT_MS: a client reading none of it does not keep it (and its socket). */
   stalledWriteMs: number,
 ) => {
+  const { message } = reply
+  const textId = reply.lastEventId ?? firstGenerationFrameId
   const frames = [
     frame(0, "ping", {}),
     frame(1, "meta", {
@@ -90,22 +141,16 @@ export const storedReplyStream = (
       model: message.model,
       coalesce: "leader",
     }),
-    frame(2, "delta", { text: message.content }),
-    message.status === "complete"
-      ? frame(3, "done", {
-          message_id: message.message_id,
-          finish_reason: message.finish_reason ?? "stop",
-          usage: message.usage,
-          latency_ms: Date.parse(message.updated_at) - Date.parse(message.created_at),
-        })
-      : message.status === "failed"
-        ? frame(3, "error", {
-            code: message.error_code ?? "upstream_error",
-            message: "the reply failed",
-            retryable: false,
-          })
-        : frame(3, "cancelled", {}),
-  ].filter((f) => f.id > afterId || f.id >= 2)
+  ].filter((f) => f.id > afterId)
+  if (message.content !== "" && afterId < textId) {
+    frames.push(
+      frame(textId, "delta", {
+        text: message.content,
+        ...(afterId >= firstGenerationFrameId ? { replace: true } : {}),
+      }),
+    )
+  }
+  frames.push(storedTerminal(textId + 1, message))
   return sseResponse(new BytesBody(Buffer.concat(frames.map((f) => f.bytes)), stalledWriteMs))
 }
 
@@ -114,9 +159,3 @@ export const lastEventId = (header: string | undefined) => {
   const n = header === undefined ? Number.NaN : Number(header)
   return Number.isInteger(n) && n >= 0 ? n : -1
 }
-
-export const findGenerationFor = (
-  byRequest: (requestId: RequestId) => Option.Option<Generation>,
-  org: OrgId,
-  requestId: RequestId,
-) => Option.filter(byRequest(requestId), (generation) => generation.org === org)

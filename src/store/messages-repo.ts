@@ -1,28 +1,56 @@
 import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
 import { type StoreUnavailable, ThreadNotFound } from "../domain/errors.ts"
-import { type MessageId, newMessageId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
+import type { MessageId, OrgId, RequestId, ThreadId } from "../domain/ids.ts"
 import { Message, type MessageStatus, type Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { tracedFn } from "../telemetry/spans.ts"
 import { type MessageRow, messageFromRow, toIso } from "./rows.ts"
 import { orStoreUnavailable } from "./store-errors.ts"
 
-export interface StartTurn {
+/** A turn to store: the user's message and the assistant's `pending` reply, with ids made by the caller. */
+export interface InsertTurn {
   readonly org: OrgId
   readonly threadId: ThreadId
   readonly requestId: RequestId
+  readonly userMessageId: MessageId
+  readonly assistantMessageId: MessageId
   readonly content: string
   readonly provider: string
   readonly model: string
+  /** The process that runs the reply, and how long its lease holds before it is renewed. */
+  readonly owner: string
+  readonly leaseMs: number
 }
 
-export interface StartedTurn {
+export interface InsertedTurn {
   readonly userMessage: Message
   /** The assistant's message, `pending` until the turn ends. */
   readonly assistantMessage: Message
-  /** The conversation to send upstream: every completed message before this turn, then the new one. */
+}
+
+/** A thread as a thread actor starts from: what the next turn sends upstream, and where it stands. */
+export interface LoadedThread {
+  /** Every settled message that goes upstream, in order: user messages and complete replies. */
   readonly history: ReadonlyArray<ChatMessage>
+  /**
+   * The thread's last complete reply (null before the first): what a new turn follows. A failed or
+   * cancelled turn does not move it, so the same words sent again after one are the same request.
+   */
+  readonly lastSettledId: MessageId | null
+}
+
+/**
+ * The text of a running reply to add: `text` appended to what is stored (when the stored
+ * `last_event_id` is still `prevEventId`: the write before it landed), or, `full`, the whole text so
+ * far (after a write whose fate is unknown). An empty append only renews the lease.
+ */
+export interface ReplyProgress {
+  readonly messageId: MessageId
+  readonly text: string
+  readonly full: boolean
+  readonly prevEventId: number | null
+  readonly eventId: number | null
 }
 
 export interface FinishTurn {
@@ -31,6 +59,19 @@ export interface FinishTurn {
   readonly usage: Usage | null
   readonly finishReason: string | null
   readonly errorCode: string | null
+  /** The reply stream's id of the last delta in `content` (null when there was none). */
+  readonly lastEventId?: number | null | undefined
+}
+
+export interface SweepOptions {
+  readonly ownedBy?: string | undefined
+  readonly everything?: boolean | undefined
+}
+
+/** A stored reply with the stream id its text reaches. */
+export interface StoredReply {
+  readonly message: Message
+  readonly lastEventId: number | null
 }
 
 /** `message` as `outcome` leaves it (what `finishTurn` stores). */
@@ -52,11 +93,34 @@ const messageColumns = `id, thread_id, role, content, status, provider, model, u
   request_id, created_at, updated_at`
 
 /** Messages of threads. The turn path costs two statements: one to start a turn, one to finish it. */
+/**
+ * Messages of threads. A turn costs one statement to store it and one to finish it; a reply's growth
+ * is written in batches across replies (see ReplyProgress), one statement a tick.
+ */
 export class MessagesRepo extends Context.Service<
   MessagesRepo,
   {
-    readonly startTurn: (turn: StartTurn) => Effect.Effect<StartedTurn, ThreadNotFound | StoreUnavailable>
-    readonly finishTurn: (message: Message, outcome: FinishTurn) => Effect.Effect<Message, StoreUnavailable>
+    /** The thread of `org` with what a thread actor needs; none when it does not exist (or is another org's). */
+    readonly loadThread: (
+      org: OrgId,
+      threadId: ThreadId,
+    ) => Effect.Effect<Option.Option<LoadedThread>, StoreUnavailable>
+    readonly insertTurn: (turn: InsertTurn) => Effect.Effect<InsertedTurn, ThreadNotFound | StoreUnavailable>
+    /**
+     * Writes the growth of running replies owned by `owner` and renews their leases, in one
+     * statement; returns the ids it wrote (a reply finished or swept meanwhile is left as it is).
+     */
+    readonly saveProgress: (
+      owner: string,
+      leaseMs: number,
+      progress: ReadonlyArray<ReplyProgress>,
+    ) => Effect.Effect<ReadonlyArray<MessageId>, StoreUnavailable>
+    /** Stores how a reply ended (by its owner: a reply another process took over is not touched). */
+    readonly finishTurn: (
+      message: Message,
+      outcome: FinishTurn,
+      owner?: string,
+    ) => Effect.Effect<Message, StoreUnavailable>
     readonly listByThread: (
       org: OrgId,
       threadId: ThreadId,
@@ -64,9 +128,13 @@ export class MessagesRepo extends Context.Service<
     readonly findAssistantByRequest: (
       org: OrgId,
       requestId: RequestId,
-    ) => Effect.Effect<Option.Option<Message>, StoreUnavailable>
-    /** Marks assistant messages a crash left `pending`/`streaming` as `interrupted`; returns how many. */
-    readonly sweepInterrupted: Effect.Effect<number, StoreUnavailable>
+    ) => Effect.Effect<Option.Option<StoredReply>, StoreUnavailable>
+    /**
+     * Marks as `interrupted` the unfinished replies whose owner's lease ran out, those of `ownedBy`
+     * (a process starting again under its own id runs none of them), or, `everything`, all of them
+     * (a store only one process can open); returns how many.
+     */
+    readonly sweepInterrupted: (options?: SweepOptions) => Effect.Effect<number, StoreUnavailable>
   }
 >()("dac/store/MessagesRepo") {
   static readonly layer = Layer.effect(
@@ -74,44 +142,53 @@ export class MessagesRepo extends Context.Service<
     Effect.gen(function* () {
       const sql = yield* SqlClient.SqlClient
 
-      // One round trip: check the thread belongs to the org, read its history and insert both
-      // messages. The history CTE sees the snapshot before the insert, so it never includes them.
-      const startTurn = tracedFn("MessagesRepo.startTurn")(
-        Effect.fnUntraced(function* (turn: StartTurn) {
-          const userId = newMessageId()
-          const assistantId = newMessageId()
+      const loadThread = tracedFn("MessagesRepo.loadThread")(
+        Effect.fnUntraced(function* (org: OrgId, threadId: ThreadId) {
+          // One round trip: the thread's existence for this org, and its messages in order.
           const rows = yield* sql<{
-            kind: "history" | "inserted"
             id: string | null
-            role: string
-            content: string
-            created_at: Date | string | null
+            role: string | null
+            content: string | null
+            status: string | null
           }>`
-          WITH thread AS (
-            SELECT id FROM threads WHERE id = ${turn.threadId} AND org_id = ${turn.org}
-          ), history AS (
-            SELECT m.role, m.content, m.seq FROM messages m, thread
-            WHERE m.thread_id = thread.id AND m.status = 'complete'
-          ), inserted AS (
-            INSERT INTO messages (id, thread_id, org_id, role, content, status, provider, model, request_id)
-            SELECT v.id, thread.id, ${turn.org}, v.role, v.content, v.status,
-                   ${turn.provider}, ${turn.model}, ${turn.requestId}::uuid
-            FROM thread, (VALUES
-              (${userId}::uuid, 'user', ${turn.content}, 'complete', 1),
-              (${assistantId}::uuid, 'assistant', '', 'pending', 2)
-            ) AS v (id, role, content, status, ord)
-            ORDER BY v.ord
-            RETURNING id, created_at
-          )
-          SELECT 'history' AS kind, NULL::uuid AS id, role, content, NULL::timestamptz AS created_at
-          FROM (SELECT role, content FROM history ORDER BY seq) h
-          UNION ALL
-          SELECT 'inserted', id, '', '', created_at FROM inserted`
-          const inserted = rows.filter((row) => row.kind === "inserted")
-          if (inserted.length === 0) {
+          SELECT m.id, m.role, m.content, m.status
+          FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
+          WHERE t.id = ${threadId} AND t.org_id = ${org}
+          ORDER BY m.seq`
+          if (rows.length === 0) return Option.none<LoadedThread>()
+          const history: Array<ChatMessage> = []
+          let lastSettledId: MessageId | null = null
+          for (const row of rows) {
+            if (row.id === null) continue
+            // A failed or cancelled reply is not part of the conversation; the question before it is.
+            if (row.status !== "complete") continue
+            history.push({ role: row.role as ChatMessage["role"], content: row.content ?? "" })
+            if (row.role === "assistant") lastSettledId = row.id as MessageId
+          }
+          return Option.some<LoadedThread>({ history, lastSettledId })
+        }, orStoreUnavailable("MessagesRepo.loadThread")),
+      )
+
+      // One statement: both messages, only when the thread is the org's (none inserted otherwise).
+      const insertTurn = tracedFn("MessagesRepo.insertTurn")(
+        Effect.fnUntraced(function* (turn: InsertTurn) {
+          const rows = yield* sql<{ id: string; created_at: Date | string }>`
+          INSERT INTO messages (id, thread_id, org_id, role, content, status, provider, model, request_id,
+                                owner, lease_until)
+          SELECT v.id, t.id, ${turn.org}, v.role, v.content, v.status, ${turn.provider}, ${turn.model},
+                 ${turn.requestId}::uuid, v.owner, v.lease_until
+          FROM threads t, (VALUES
+            (${turn.userMessageId}::uuid, 'user', ${turn.content}, 'complete', 1, NULL::text, NULL::timestamptz),
+            (${turn.assistantMessageId}::uuid, 'assistant', '', 'pending', 2, ${turn.owner}::text,
+             now() + ${turn.leaseMs} * interval '1 millisecond')
+          ) AS v (id, role, content, status, ord, owner, lease_until)
+          WHERE t.id = ${turn.threadId} AND t.org_id = ${turn.org}
+          ORDER BY v.ord
+          RETURNING id, created_at`
+          if (rows.length === 0) {
             return yield* new ThreadNotFound({ message: `thread ${turn.threadId} not found` })
           }
-          const createdAt = toIso(inserted[0]!.created_at!)
+          const createdAt = toIso(rows[0]!.created_at)
           const make = (id: MessageId, role: "user" | "assistant", content: string, status: MessageStatus) =>
             new Message(
               {
@@ -131,28 +208,50 @@ export class MessagesRepo extends Context.Service<
               },
               { disableChecks: true },
             )
-          const history: Array<ChatMessage> = []
-          for (const row of rows) {
-            if (row.kind === "history")
-              history.push({ role: row.role as ChatMessage["role"], content: row.content })
-          }
-          history.push({ role: "user", content: turn.content })
           return {
-            userMessage: make(userId, "user", turn.content, "complete"),
-            assistantMessage: make(assistantId, "assistant", "", "pending"),
-            history,
+            userMessage: make(turn.userMessageId, "user", turn.content, "complete"),
+            assistantMessage: make(turn.assistantMessageId, "assistant", "", "pending"),
           }
-        }, orStoreUnavailable("MessagesRepo.startTurn")),
+        }, orStoreUnavailable("MessagesRepo.insertTurn")),
       )
 
+      const saveProgress = Effect.fn("MessagesRepo.saveProgress")(function* (
+        owner: string,
+        leaseMs: number,
+        progress: ReadonlyArray<ReplyProgress>,
+      ) {
+        if (progress.length === 0) return []
+        const values = sql.join(
+          ", ",
+          false,
+        )(
+          progress.map(
+            (p) =>
+              sql`(${p.messageId}::uuid, ${p.text}::text, ${p.full}::boolean, ${p.prevEventId}::integer, ${p.eventId}::integer)`,
+          ),
+        )
+        const rows = yield* sql<{ id: string }>`
+          UPDATE messages AS m SET
+            content = CASE WHEN v.whole THEN v.text ELSE m.content || v.text END,
+            last_event_id = COALESCE(v.event_id, m.last_event_id),
+            status = CASE WHEN v.event_id IS NULL THEN m.status ELSE 'streaming' END,
+            lease_until = now() + ${leaseMs} * interval '1 millisecond'
+          FROM (VALUES ${values}) AS v (id, text, whole, prev_event_id, event_id)
+          WHERE m.id = v.id AND m.owner = ${owner} AND m.status IN ('pending', 'streaming')
+            AND (v.whole OR m.last_event_id IS NOT DISTINCT FROM v.prev_event_id)
+          RETURNING m.id`
+        return rows.map((row) => row.id as MessageId)
+      }, orStoreUnavailable("MessagesRepo.saveProgress"))
+
       const finishTurn = tracedFn("MessagesRepo.finishTurn")(
-        Effect.fnUntraced(function* (message: Message, outcome: FinishTurn) {
+        Effect.fnUntraced(function* (message: Message, outcome: FinishTurn, owner?: string) {
           const usage = outcome.usage === null ? null : JSON.stringify(outcome.usage)
           const rows = yield* sql<{ updated_at: Date | string }>`
           UPDATE messages
           SET content = ${outcome.content}, status = ${outcome.status}, usage = ${usage}::jsonb,
-              finish_reason = ${outcome.finishReason}, error_code = ${outcome.errorCode}, updated_at = now()
-          WHERE id = ${message.message_id}
+              finish_reason = ${outcome.finishReason}, error_code = ${outcome.errorCode},
+              last_event_id = ${outcome.lastEventId ?? null}::integer, lease_until = NULL, updated_at = now()
+          WHERE id = ${message.message_id} AND (${owner ?? null}::text IS NULL OR owner = ${owner ?? null})
           RETURNING updated_at`
           return withOutcome(message, outcome, rows[0] ? toIso(rows[0].updated_at) : message.updated_at)
         }, orStoreUnavailable("MessagesRepo.finishTurn")),
@@ -169,22 +268,31 @@ export class MessagesRepo extends Context.Service<
         org: OrgId,
         requestId: RequestId,
       ) {
-        const rows = yield* sql<MessageRow>`
-          SELECT ${sql.literal(messageColumns)} FROM messages
+        const rows = yield* sql<MessageRow & { last_event_id: number | null }>`
+          SELECT ${sql.literal(messageColumns)}, last_event_id FROM messages
           WHERE request_id = ${requestId} AND org_id = ${org} AND role = 'assistant'`
-        return Option.map(Option.fromNullishOr(rows[0]), messageFromRow)
+        return Option.map(
+          Option.fromNullishOr(rows[0]),
+          (row): StoredReply => ({ message: messageFromRow(row), lastEventId: row.last_event_id }),
+        )
       }, orStoreUnavailable("MessagesRepo.findAssistantByRequest"))
 
-      const sweepInterrupted = sql<{ id: string }>`
-        UPDATE messages SET status = 'interrupted', updated_at = now()
-        WHERE status IN ('pending', 'streaming') RETURNING id`.pipe(
-        Effect.map((rows) => rows.length),
-        orStoreUnavailable("MessagesRepo.sweepInterrupted"),
-        Effect.withSpan("MessagesRepo.sweepInterrupted"),
-      )
+      const sweepInterrupted = (options: SweepOptions = {}) =>
+        sql<{ id: string }>`
+        UPDATE messages SET status = 'interrupted', lease_until = NULL, updated_at = now()
+        WHERE status IN ('pending', 'streaming')
+          AND (${options.everything === true} OR lease_until IS NULL OR lease_until < now()
+               OR owner = ${options.ownedBy ?? null})
+        RETURNING id`.pipe(
+          Effect.map((rows) => rows.length),
+          orStoreUnavailable("MessagesRepo.sweepInterrupted"),
+          Effect.withSpan("MessagesRepo.sweepInterrupted"),
+        )
 
       return MessagesRepo.of({
-        startTurn,
+        loadThread,
+        insertTurn,
+        saveProgress,
         finishTurn,
         listByThread,
         findAssistantByRequest,

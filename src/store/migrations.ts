@@ -79,4 +79,13 @@ export const migrations = {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE INDEX request_log_org_created ON request_log (org_id, created_at DESC)`
   }),
+  // Replies stored as they grow, under a lease: `last_event_id` is the reply stream's id of the last
+  // delta in `content`; `owner` the process that runs the reply and `lease_until` how long it may be
+  // trusted to, renewed while it runs. The sweep marks only replies whose lease ran out.
+  "0005_reply_progress_and_lease": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE messages ADD COLUMN last_event_id integer`
+    yield* sql`ALTER TABLE messages ADD COLUMN owner text`
+    yield* sql`ALTER TABLE messages ADD COLUMN lease_until timestamptz`
+  }),
 }

@@ -22,7 +22,7 @@ describe("coalescing keys", () => {
     const key = conversationKey(orgA, longConversation, body("last"))
     expect(JSON.stringify(longConversation).length).toBeGreaterThan(100_000)
     expect(key.length).toBeLessThan(100)
-    expect(coalesceKey(orgA, "t1" as ThreadId, body("y".repeat(100_000))).length).toBeLessThan(100)
+    expect(coalesceKey(orgA, "t1" as ThreadId, null, body("y".repeat(100_000))).length).toBeLessThan(100)
   })
 
   it("match for the same request and differ for any other conversation, parameter or org", () => {
@@ -43,10 +43,10 @@ describe("coalescing keys", () => {
 
   it("never match across orgs or threads for the same turn", () => {
     const turn = body("hello")
-    const key = coalesceKey(orgA, "t1" as ThreadId, turn)
-    expect(coalesceKey(orgA, "t1" as ThreadId, body("hello"))).toBe(key)
-    expect(coalesceKey(orgB, "t1" as ThreadId, turn)).not.toBe(key)
-    expect(coalesceKey(orgA, "t2" as ThreadId, turn)).not.toBe(key)
+    const key = coalesceKey(orgA, "t1" as ThreadId, null, turn)
+    expect(coalesceKey(orgA, "t1" as ThreadId, null, body("hello"))).toBe(key)
+    expect(coalesceKey(orgB, "t1" as ThreadId, null, turn)).not.toBe(key)
+    expect(coalesceKey(orgA, "t2" as ThreadId, null, turn)).not.toBe(key)
     expect(key.startsWith(`${orgA}:`)).toBe(true)
   })
 })

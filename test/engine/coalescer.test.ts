@@ -10,7 +10,9 @@ const tokens = 12
 beforeAll(async () => {
   gateway = await startGateway({
     MOCK_TOKENS: String(tokens),
-    MOCK_TTFT_MS: "50",
+    // Long enough that a burst of identical requests all arrive while its reply runs (a loaded
+    // machine takes a while to accept 500 connections).
+    MOCK_TTFT_MS: "800",
     MOCK_TOKEN_INTERVAL_MS: "5",
     COALESCE_ERROR_TTL_MS: "300",
     COALESCE_RESULT_TTL_MS: "2000",
@@ -82,10 +84,21 @@ describe("coalescing identical requests", () => {
     expect(await messagesOf(threadId)).toHaveLength(4)
   })
 
-  it("a duplicate after completion, within the result TTL, is a cache hit with the same turn", async () => {
+  it('the same words sent again after the reply are a new turn (a repeated "continue" is not swallowed)', async () => {
     const threadId = await newThread()
-    const first = await client().post(`/api/threads/${threadId}/messages`, turn("double submit"))
-    const again = await client().post(`/api/threads/${threadId}/messages`, turn("double submit"))
+    const first = await client().post(`/api/threads/${threadId}/messages`, turn("continue"))
+    const again = await client().post(`/api/threads/${threadId}/messages`, turn("continue"))
+    expect(first.json.coalesce).toBe("leader")
+    expect(again.json.coalesce).toBe("leader")
+    expect(again.json.assistant_message.message_id).not.toBe(first.json.assistant_message.message_id)
+    expect(await messagesOf(threadId)).toHaveLength(4)
+  })
+
+  it("a late retry with its Idempotency-Key, within the result TTL, is a cache hit with the same turn", async () => {
+    const threadId = await newThread()
+    const key = { "idempotency-key": crypto.randomUUID() }
+    const first = await client().post(`/api/threads/${threadId}/messages`, turn("double submit"), key)
+    const again = await client().post(`/api/threads/${threadId}/messages`, turn("double submit"), key)
     expect(first.json.coalesce).toBe("leader")
     expect(again.json.coalesce).toBe("cache_hit")
     expect(again.json.assistant_message.message_id).toBe(first.json.assistant_message.message_id)

@@ -5,12 +5,13 @@ import { newRequestId, type OrgId } from "../../src/domain/ids.ts"
 import { firstGenerationFrameId, Generations, listenerBuffer } from "../../src/engine/generations.ts"
 import { unpacedTicket } from "../../src/engine/pacer.ts"
 import type { Frame, FrameSink } from "../../src/engine/sse-frames.ts"
+import type { ThreadActors } from "../../src/engine/thread-actors.ts"
 import { makeMockProvider } from "../../src/providers/mock.ts"
-import { MessagesRepo } from "../../src/store/messages-repo.ts"
 import { ThreadsRepo } from "../../src/store/threads-repo.ts"
 import { ReposLive } from "../support/store.ts"
+import { GenerationsLayer, queueTurn } from "../support/turns.ts"
 
-const TestLayer = Generations.layer.pipe(
+const TestLayer = GenerationsLayer.pipe(
   Layer.provideMerge(ReposLive),
   Layer.provide(AppConfig.fromRecord({})),
 )
@@ -22,9 +23,9 @@ beforeAll(async () => {
 })
 afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)))
 
-const run = <A, E>(effect: Effect.Effect<A, E, Generations | MessagesRepo | ThreadsRepo>) =>
+const run = <A, E>(effect: Effect.Effect<A, E, Generations | ThreadActors | ThreadsRepo>) =>
   Effect.runPromise(
-    Effect.provideContext(effect, context as Context.Context<Generations | MessagesRepo | ThreadsRepo>),
+    Effect.provideContext(effect, context as Context.Context<Generations | ThreadActors | ThreadsRepo>),
   )
 
 const decoder = new TextDecoder()
@@ -37,15 +38,7 @@ describe("a listener that falls behind", () => {
     const result = await run(
       Effect.gen(function* () {
         const thread = yield* (yield* ThreadsRepo).create(org, null)
-        const requestId = newRequestId()
-        const started = yield* (yield* MessagesRepo).startTurn({
-          org,
-          threadId: thread.thread_id,
-          requestId,
-          content: "long",
-          provider: "mock",
-          model: "faststream-ttft",
-        })
+        const { requestId, turn } = yield* queueTurn(org, thread.thread_id, "long")
         const generations = yield* Generations
         const generation = yield* generations.start({
           org,
@@ -53,8 +46,8 @@ describe("a listener that falls behind", () => {
           requestId,
           adapter,
           startedAt: performance.now(),
-          assistantMessage: started.assistantMessage,
-          request: { provider: "mock", model: "faststream-ttft", messages: started.history },
+          turn,
+          request: { provider: "mock", model: "faststream-ttft", messages: [] },
         })
         // The slow listener takes its first frame, then stalls until the generation is over.
         const gate = yield* Deferred.make<void>()
@@ -114,30 +107,17 @@ const stallingSink = (room: number) => {
 /** Starts a slow mock generation, as a thread turn (stored) or a stateless completion. */
 const startSlow = (org: OrgId, stored: boolean) =>
   Effect.gen(function* () {
-    const requestId = newRequestId()
     const thread = yield* (yield* ThreadsRepo).create(org, null)
-    const started = stored
-      ? yield* (yield* MessagesRepo).startTurn({
-          org,
-          threadId: thread.thread_id,
-          requestId,
-          content: "slow",
-          provider: "mock",
-          model: "faststream-ttft",
-        })
-      : undefined
+    const queued = stored ? yield* queueTurn(org, thread.thread_id, "slow") : undefined
+    const requestId = queued?.requestId ?? newRequestId()
     const generation = yield* (yield* Generations).start({
       org,
       ticket: unpacedTicket,
       requestId,
       adapter: makeMockProvider({ ttftMs: 0, tokens: 40, tokenIntervalMs: 10 }),
       startedAt: performance.now(),
-      assistantMessage: started?.assistantMessage,
-      request: {
-        provider: "mock",
-        model: "faststream-ttft",
-        messages: started?.history ?? [{ role: "user", content: "slow" }],
-      },
+      turn: queued?.turn,
+      request: { provider: "mock", model: "faststream-ttft", messages: [{ role: "user", content: "slow" }] },
     })
     return { requestId, generation }
   })
@@ -212,7 +192,7 @@ describe("a lone stream dropped for falling behind", () => {
     const graceScope = Effect.runSync(Scope.make())
     const graceContext = await Effect.runPromise(
       Layer.buildWithScope(
-        Generations.layer.pipe(
+        GenerationsLayer.pipe(
           Layer.provideMerge(ReposLive),
           Layer.provide(AppConfig.fromRecord({ RECONNECT_GRACE_MS: "150" })),
         ),

@@ -34,7 +34,7 @@ describe("coalescing in front of a provider", () => {
   it("1,000 identical concurrent requests reach the provider once", async () => {
     const threadId = await newThread()
     // The first answer takes a while, so every request arrives while it runs.
-    upstream.on("openai", { transcript: "openai-chat-stream", firstByteDelayMs: 500 })
+    upstream.on("openai", { transcript: "openai-chat-stream", firstByteDelayMs: 1500 })
     const responses = await Promise.all(
       Array.from({ length: 1000 }, () =>
         client().post(`/api/threads/${threadId}/messages`, turn("capital of France?")),

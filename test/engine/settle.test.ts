@@ -2,10 +2,11 @@ import { type Context, Deferred, Effect, Exit, Layer, Option, Scope, Stream } fr
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { AppConfig } from "../../src/config.ts"
 import { StoreUnavailable } from "../../src/domain/errors.ts"
-import { newRequestId, type OrgId } from "../../src/domain/ids.ts"
+import type { OrgId } from "../../src/domain/ids.ts"
 import { firstGenerationFrameId, Generations } from "../../src/engine/generations.ts"
 import { unpacedTicket } from "../../src/engine/pacer.ts"
 import type { Frame } from "../../src/engine/sse-frames.ts"
+import type { ThreadActors } from "../../src/engine/thread-actors.ts"
 import {
   type EventListener,
   FirstByte,
@@ -17,6 +18,7 @@ import {
 import { MessagesRepo } from "../../src/store/messages-repo.ts"
 import { ThreadsRepo } from "../../src/store/threads-repo.ts"
 import { ReposLive } from "../support/store.ts"
+import { GenerationsLayer, queueTurn } from "../support/turns.ts"
 
 /**
  * How every generation ends: whatever its upstream, its bounds or the store do, each listener gets
@@ -30,29 +32,29 @@ const FlakyMessages = Layer.effect(
   Effect.map(MessagesRepo, (real) =>
     MessagesRepo.of({
       ...real,
-      finishTurn: (message, outcome) =>
+      finishTurn: (message, outcome, owner) =>
         Effect.suspend(() =>
           failingWrites-- > 0
             ? Effect.fail(new StoreUnavailable({ message: "the test cut the store" }))
-            : real.finishTurn(message, outcome),
+            : real.finishTurn(message, outcome, owner),
         ),
     }),
   ),
 )
 
-const TestLayer = Generations.layer.pipe(
+const TestLayer = GenerationsLayer.pipe(
   Layer.provide(FlakyMessages),
   Layer.provideMerge(ReposLive),
   Layer.provide(AppConfig.fromRecord({ GENERATION_MAX_MS: "300", GENERATION_MAX_BYTES: "2000" })),
 )
 const scope = Effect.runSync(Scope.make())
-let context: Context.Context<Generations | MessagesRepo | ThreadsRepo>
+let context: Context.Context<Generations | MessagesRepo | ThreadsRepo | ThreadActors>
 beforeAll(async () => {
   context = await Effect.runPromise(Layer.buildWithScope(TestLayer, scope))
 })
 afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)))
 
-const run = <A, E>(effect: Effect.Effect<A, E, Generations | MessagesRepo | ThreadsRepo>) =>
+const run = <A, E>(effect: Effect.Effect<A, E, Generations | MessagesRepo | ThreadsRepo | ThreadActors>) =>
   Effect.runPromise(Effect.provideContext(effect, context))
 
 /** An adapter that plays `script` (each string a delta; then it finishes), or never finishes. */
@@ -94,15 +96,7 @@ const turnWith = (adapter: ProviderAdapter) =>
   Effect.gen(function* () {
     const org = `org-${crypto.randomUUID()}` as OrgId
     const thread = yield* (yield* ThreadsRepo).create(org, null)
-    const requestId = newRequestId()
-    const started = yield* (yield* MessagesRepo).startTurn({
-      org,
-      threadId: thread.thread_id,
-      requestId,
-      content: "hi",
-      provider: "mock",
-      model: "scripted",
-    })
+    const { requestId, turn } = yield* queueTurn(org, thread.thread_id, "hi", "scripted")
     const generations = yield* Generations
     const generation = yield* generations.start({
       org,
@@ -110,9 +104,10 @@ const turnWith = (adapter: ProviderAdapter) =>
       requestId,
       adapter,
       startedAt: performance.now(),
-      assistantMessage: started.assistantMessage,
-      request: { provider: "mock", model: "scripted", messages: started.history },
+      turn,
+      request: { provider: "mock", model: "scripted", messages: [] },
     })
+    const started = { assistantMessage: (yield* Deferred.await(turn.inserted)).assistantMessage }
     const frames = yield* generation.listen(requestId, firstGenerationFrameId - 1).pipe(Stream.runCollect)
     const outcome = yield* Deferred.await(generation.outcome)
     return { org, thread, started, frames, outcome, generation }
@@ -127,7 +122,7 @@ const terminalOf = (frames: ReadonlyArray<Frame>) => {
 
 const storedReply = (org: OrgId, requestId: string) =>
   Effect.flatMap(MessagesRepo, (messages) => messages.findAssistantByRequest(org, requestId as never)).pipe(
-    Effect.map(Option.getOrThrow),
+    Effect.map((found) => Option.getOrThrow(found).message),
   )
 
 describe("the final write", () => {

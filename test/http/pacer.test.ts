@@ -35,21 +35,30 @@ describe("the pacer behind the API", () => {
   it("answers 429 with retry-after when the provider's queue is full, storing nothing", async () => {
     const org = `org-${crypto.randomUUID()}`
     const c = api(gateway.baseUrl, org)
-    const threadId = (await c.post("/api/threads", {})).json.thread_id
+    // Turns on one thread run one at a time: each request here has a thread of its own.
+    const newThread = async () => (await c.post("/api/threads", {})).json.thread_id as string
+    const threadId = await newThread()
     // One never-ending reply holds the only slot; two more wait; the next is refused.
-    const holders = [0, 1, 2].map((i) => {
-      const controller = new AbortController()
-      const done = fetch(`${gateway.baseUrl}/api/threads/${threadId}/messages`, {
-        method: "POST",
-        headers: { "x-org-id": org, "content-type": "application/json", "x-dac-coalesce": "off" },
-        body: JSON.stringify(turn(`hold ${i}`, "never-ending")),
-        signal: controller.signal,
-      }).catch(() => undefined)
-      return { controller, done }
-    })
+    const holders = await Promise.all(
+      [0, 1, 2].map(async (i) => {
+        const controller = new AbortController()
+        const holderThread = await newThread()
+        const done = fetch(`${gateway.baseUrl}/api/threads/${holderThread}/messages`, {
+          method: "POST",
+          headers: { "x-org-id": org, "content-type": "application/json", "x-dac-coalesce": "off" },
+          body: JSON.stringify(turn(`hold ${i}`, "never-ending")),
+          signal: controller.signal,
+        }).catch(() => undefined)
+        return { controller, done }
+      }),
+    )
+    const mockPacer = async () =>
+      (
+        (await c.get("/ready")).json.pacer as Array<{ provider: string; inFlight: number; queued: number }>
+      ).find((p) => p.provider === "mock")!
     for (let i = 0; i < 100; i++) {
-      const messages = (await c.get(`/api/threads/${threadId}`)).json.messages
-      if (messages.length === 6) break
+      const pacer = await mockPacer()
+      if (pacer.inFlight === 1 && pacer.queued === 2) break
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
     const refused = await c.post(`/api/threads/${threadId}/messages`, turn("one too many"), {
@@ -59,7 +68,7 @@ describe("the pacer behind the API", () => {
     expect(refused.json.error.code).toBe("rate_limited")
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
     const messages = (await c.get(`/api/threads/${threadId}`)).json.messages
-    expect(messages.some((m: { content: string }) => m.content === "one too many")).toBe(false)
+    expect(messages).toEqual([])
 
     for (const holder of holders) holder.controller.abort()
     await Promise.all(holders.map((h) => h.done))
@@ -102,19 +111,21 @@ describe("PACER_MAX_WAIT_MS", () => {
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
 
+    // On a thread of its own (turns on one thread run one at a time).
+    const waitingThread = (await c.post("/api/threads", {})).json.thread_id
     const startedAt = performance.now()
-    const waited = await c.post(`/api/threads/${threadId}/messages`, turn("waits too long"))
+    const waited = await c.post(`/api/threads/${waitingThread}/messages`, turn("waits too long"))
     expect(waited.status).toBe(503)
     expect(waited.json.error.code).toBe("upstream_overloaded")
     expect(waited.json.error.message).toContain("PACER_MAX_WAIT_MS")
     expect(performance.now() - startedAt).toBeGreaterThanOrEqual(290)
     expect(await mockPacer()).toMatchObject({ inFlight: 1, queued: 0 })
-    const stored = (await c.get(`/api/threads/${threadId}`)).json.messages.at(-1)
+    const stored = (await c.get(`/api/threads/${waitingThread}`)).json.messages.at(-1)
     expect(stored).toMatchObject({ role: "assistant", status: "failed", error_code: "upstream_overloaded" })
 
     holder.abort()
     await held
-    const after = await runsAgain(c, threadId)
+    const after = await runsAgain(c, waitingThread)
     expect(after.status).toBe(200)
     expect(await mockPacer()).toMatchObject({ inFlight: 0, queued: 0 })
   })
@@ -126,7 +137,8 @@ describe("the pacer's fair share per org, over HTTP", () => {
     fair = await startGateway({
       MOCK_CONCURRENCY: "1",
       MOCK_MAX_QUEUE: "5",
-      MOCK_TTFT_MS: "60",
+      // Long enough that all six are queued before the first is done, on a loaded machine too.
+      MOCK_TTFT_MS: "300",
       MOCK_TOKENS: "2",
       MOCK_TOKEN_INTERVAL_MS: "1",
     })
@@ -138,7 +150,6 @@ describe("the pacer's fair share per org, over HTTP", () => {
     const orgB = `org-${crypto.randomUUID()}`
     const a = api(fair.baseUrl, orgA)
     const b = api(fair.baseUrl, orgB)
-    const threadA = (await a.post("/api/threads", {})).json.thread_id
     const threadB = (await b.post("/api/threads", {})).json.thread_id
     const finished: Array<string> = []
     const send = (c: ReturnType<typeof api>, threadId: string, label: string) =>
@@ -146,7 +157,11 @@ describe("the pacer's fair share per org, over HTTP", () => {
         finished.push(label)
         return r
       })
-    const fromA = Array.from({ length: 6 }, (_, i) => send(a, threadA, `a${i}`))
+    // A thread per request: turns on one thread run one at a time.
+    const threadsA = await Promise.all(
+      Array.from({ length: 7 }, async () => (await a.post("/api/threads", {})).json.thread_id as string),
+    )
+    const fromA = Array.from({ length: 6 }, (_, i) => send(a, threadsA[i]!, `a${i}`))
     const mockPacer = async () =>
       ((await a.get("/ready")).json.pacer as Array<{ provider: string; queued: number }>).find(
         (p) => p.provider === "mock",
@@ -156,7 +171,7 @@ describe("the pacer's fair share per org, over HTTP", () => {
     }
     expect((await mockPacer()).queued).toBe(5)
     // A's seventh is over the queue; B's first is not.
-    const aRefused = await a.post(`/api/threads/${threadA}/messages`, turn("a-extra"), {
+    const aRefused = await a.post(`/api/threads/${threadsA[6]}/messages`, turn("a-extra"), {
       "x-dac-coalesce": "off",
     })
     expect(aRefused.status).toBe(429)

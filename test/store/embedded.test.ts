@@ -1,8 +1,8 @@
 import { createServer, type Server } from "node:net"
-import { type Context, Effect, Exit, Layer, Scope } from "effect"
+import { type Context, Effect, Exit, Layer, Option, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { newRequestId, type OrgId } from "../../src/domain/ids.ts"
+import { newMessageId, newRequestId, type OrgId } from "../../src/domain/ids.ts"
 import { MessagesRepo } from "../../src/store/messages-repo.ts"
 import { embeddedLayer } from "../../src/store/sql.ts"
 import { ThreadsRepo } from "../../src/store/threads-repo.ts"
@@ -51,17 +51,25 @@ describe("the embedded store", () => {
     const thread = await run(Effect.flatMap(ThreadsRepo, (threads) => threads.create(org, "private")))
     const started = await run(
       Effect.flatMap(MessagesRepo, (messages) =>
-        messages.startTurn({
+        messages.insertTurn({
           org,
           threadId: thread.thread_id,
           requestId: newRequestId(),
+          userMessageId: newMessageId(),
+          assistantMessageId: newMessageId(),
           content: "hello",
           provider: "mock",
           model: "faststream-ttft",
+          owner: "embedded-test",
+          leaseMs: 60_000,
         }),
       ),
     )
-    expect(started.history).toEqual([{ role: "user", content: "hello" }])
+    expect(started.userMessage.content).toBe("hello")
+    const loaded = await run(
+      Effect.flatMap(MessagesRepo, (messages) => messages.loadThread(org, thread.thread_id)),
+    )
+    expect(Option.getOrThrow(loaded).history).toEqual([{ role: "user", content: "hello" }])
     // A transaction keeps its statements together; a failed one leaves nothing behind.
     const inTransaction = await run(
       Effect.gen(function* () {

@@ -1,6 +1,7 @@
 import { Effect, Option } from "effect"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
-import { newRequestId, type OrgId, type ThreadId } from "../../src/domain/ids.ts"
+import { newMessageId, newRequestId, type OrgId, type ThreadId } from "../../src/domain/ids.ts"
+import type { Message } from "../../src/domain/thread.ts"
 import { MessagesRepo } from "../../src/store/messages-repo.ts"
 import { RequestLogRepo } from "../../src/store/request-log-repo.ts"
 import { ThreadsRepo } from "../../src/store/threads-repo.ts"
@@ -14,17 +15,31 @@ afterAll(() => repos?.close())
 
 const newOrg = () => `org-${crypto.randomUUID()}` as OrgId
 
-const startTurn = (org: OrgId, threadId: ThreadId, content: string) =>
-  Effect.flatMap(MessagesRepo, (messages) =>
-    messages.startTurn({
+const owner = `test-${crypto.randomUUID()}`
+
+/** What a thread actor does for a turn: the thread's history (loaded), then the turn's two messages. */
+const startTurn = (org: OrgId, threadId: ThreadId, content: string, leaseMs = 60_000, by = owner) =>
+  Effect.gen(function* () {
+    const messages = yield* MessagesRepo
+    const loaded = yield* messages.loadThread(org, threadId)
+    const inserted = yield* messages.insertTurn({
       org,
       threadId,
       requestId: newRequestId(),
+      userMessageId: newMessageId(),
+      assistantMessageId: newMessageId(),
       content,
       provider: "mock",
       model: "faststream-ttft",
-    }),
-  )
+      owner: by,
+      leaseMs,
+    })
+    const history = [
+      ...Option.match(loaded, { onNone: () => [], onSome: (t) => t.history }),
+      { role: "user", content },
+    ]
+    return { ...inserted, history, lastSettledId: Option.map(loaded, (t) => t.lastSettledId) }
+  })
 
 describe(`repositories on ${inject("backend")} PostgreSQL`, () => {
   it("creates, finds and lists threads within one org only", async () => {
@@ -79,6 +94,8 @@ describe(`repositories on ${inject("backend")} PostgreSQL`, () => {
       }),
     )
     const third = await repos.run(startTurn(org, thread.thread_id, "third question"))
+    // A new turn follows the last complete reply (the failed one does not move it).
+    expect(Option.getOrThrow(third.lastSettledId)).toBe(first.assistantMessage.message_id)
     expect(third.history).toEqual([
       { role: "user", content: "first question" },
       { role: "assistant", content: "first answer" },
@@ -102,7 +119,7 @@ describe(`repositories on ${inject("backend")} PostgreSQL`, () => {
     const byRequest = await repos.run(
       messages.findAssistantByRequest(org, first.assistantMessage.request_id!),
     )
-    expect(Option.getOrThrow(byRequest).message_id).toBe(first.assistantMessage.message_id)
+    expect(Option.getOrThrow(byRequest).message.message_id).toBe(first.assistantMessage.message_id)
     expect(
       Option.isNone(
         await repos.run(messages.findAssistantByRequest(newOrg(), first.assistantMessage.request_id!)),
@@ -113,6 +130,8 @@ describe(`repositories on ${inject("backend")} PostgreSQL`, () => {
   it("refuses a turn on another org's thread or an unknown one, writing nothing", async () => {
     const org = newOrg()
     const thread = await repos.run(repos.get(ThreadsRepo).create(org, null))
+    const messages = repos.get(MessagesRepo)
+    expect(Option.isNone(await repos.run(messages.loadThread(newOrg(), thread.thread_id)))).toBe(true)
     const intruder = await repos.run(Effect.flip(startTurn(newOrg(), thread.thread_id, "x")))
     expect(intruder._tag).toBe("ThreadNotFound")
     const unknown = await repos.run(Effect.flip(startTurn(org, crypto.randomUUID() as ThreadId, "x")))
@@ -120,26 +139,109 @@ describe(`repositories on ${inject("backend")} PostgreSQL`, () => {
     expect(await repos.run(repos.get(MessagesRepo).listByThread(org, thread.thread_id))).toEqual([])
   })
 
-  it("sweeps pending and streaming replies to interrupted, leaving finished ones", async () => {
+  it("sweeps the unfinished replies whose lease ran out, and its own id's, never a live lease of another", async () => {
     const org = newOrg()
     const thread = await repos.run(repos.get(ThreadsRepo).create(org, null))
     const messages = repos.get(MessagesRepo)
     const done = await repos.run(startTurn(org, thread.thread_id, "done"))
     await repos.run(
-      messages.finishTurn(done.assistantMessage, {
-        content: "ok",
-        status: "complete",
-        usage: null,
-        finishReason: "stop",
-        errorCode: null,
-      }),
+      messages.finishTurn(
+        done.assistantMessage,
+        { content: "ok", status: "complete", usage: null, finishReason: "stop", errorCode: null },
+        owner,
+      ),
     )
-    await repos.run(startTurn(org, thread.thread_id, "left pending by a crash"))
-    const swept = await repos.run(messages.sweepInterrupted)
-    expect(swept).toBeGreaterThanOrEqual(1)
-    const statuses = (await repos.run(messages.listByThread(org, thread.thread_id))).map((m) => m.status)
-    expect(statuses).toEqual(["complete", "complete", "complete", "interrupted"])
-    expect(await repos.run(messages.sweepInterrupted)).toBe(0)
+    const other = `other-${crypto.randomUUID()}`
+    // A live reply of another process, one whose lease ran out, and one of a restarted "me".
+    const live = await repos.run(startTurn(org, thread.thread_id, "live elsewhere", 60_000, other))
+    const expired = await repos.run(startTurn(org, thread.thread_id, "left by a crash", 1, other))
+    const mine = await repos.run(startTurn(org, thread.thread_id, "mine before a restart", 60_000))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    const swept = await repos.run(messages.sweepInterrupted({ ownedBy: owner }))
+    expect(swept).toBeGreaterThanOrEqual(2)
+    const byId = new Map(
+      (await repos.run(messages.listByThread(org, thread.thread_id))).map((m) => [m.message_id, m.status]),
+    )
+    expect(byId.get(done.assistantMessage.message_id)).toBe("complete")
+    expect(byId.get(live.assistantMessage.message_id)).toBe("pending")
+    expect(byId.get(expired.assistantMessage.message_id)).toBe("interrupted")
+    expect(byId.get(mine.assistantMessage.message_id)).toBe("interrupted")
+    // Another process's sweep leaves the live one too.
+    await repos.run(messages.sweepInterrupted({ ownedBy: `third-${crypto.randomUUID()}` }))
+    expect(
+      (await repos.run(messages.listByThread(org, thread.thread_id))).find(
+        (m) => m.message_id === live.assistantMessage.message_id,
+      )?.status,
+    ).toBe("pending")
+  })
+
+  it("writes running replies as they grow, in one statement for many, only its own and only unfinished", async () => {
+    const org = newOrg()
+    const thread = await repos.run(repos.get(ThreadsRepo).create(org, null))
+    const messages = repos.get(MessagesRepo)
+    const a = await repos.run(startTurn(org, thread.thread_id, "a"))
+    const b = await repos.run(startTurn(org, thread.thread_id, "b"))
+    const c = await repos.run(startTurn(org, thread.thread_id, "c", 60_000, "someone-else"))
+    const ids = (p: { assistantMessage: Message }) => p.assistantMessage.message_id
+    const written = await repos.run(
+      messages.saveProgress(owner, 60_000, [
+        { messageId: ids(a), text: "Hel", full: false, prevEventId: null, eventId: 4 },
+        { messageId: ids(b), text: "Wor", full: false, prevEventId: null, eventId: 3 },
+        { messageId: ids(c), text: "not mine", full: false, prevEventId: null, eventId: 3 },
+      ]),
+    )
+    expect([...written].sort()).toEqual([ids(a), ids(b)].sort())
+    // Appends after the write it follows; an append whose predecessor did not land is left out;
+    // a whole-text write after a doubt replaces what is there.
+    const second = await repos.run(
+      messages.saveProgress(owner, 60_000, [
+        { messageId: ids(a), text: "lo", full: false, prevEventId: 4, eventId: 6 },
+        { messageId: ids(b), text: "ld", full: false, prevEventId: 99, eventId: 5 },
+      ]),
+    )
+    expect(second).toEqual([ids(a)])
+    await repos.run(
+      messages.saveProgress(owner, 60_000, [
+        { messageId: ids(b), text: "World", full: true, prevEventId: 3, eventId: 7 },
+      ]),
+    )
+    const stored = async (p: Parameters<typeof ids>[0]) =>
+      Option.getOrThrow(await repos.run(messages.findAssistantByRequest(org, p.assistantMessage.request_id!)))
+    expect(await stored(a)).toMatchObject({
+      lastEventId: 6,
+      message: { content: "Hello", status: "streaming" },
+    })
+    expect(await stored(b)).toMatchObject({
+      lastEventId: 7,
+      message: { content: "World", status: "streaming" },
+    })
+    expect(await stored(c)).toMatchObject({ lastEventId: null, message: { content: "", status: "pending" } })
+    // Finished: progress no longer touches it.
+    await repos.run(
+      messages.finishTurn(
+        a.assistantMessage,
+        {
+          content: "Hello!",
+          status: "complete",
+          usage: null,
+          finishReason: "stop",
+          errorCode: null,
+          lastEventId: 7,
+        },
+        owner,
+      ),
+    )
+    expect(
+      await repos.run(
+        messages.saveProgress(owner, 60_000, [
+          { messageId: ids(a), text: "late", full: false, prevEventId: 7, eventId: 8 },
+        ]),
+      ),
+    ).toEqual([])
+    expect(await stored(a)).toMatchObject({
+      lastEventId: 7,
+      message: { content: "Hello!", status: "complete" },
+    })
   })
 
   it("writes the request log in batches", async () => {

@@ -65,7 +65,7 @@ describe("OpenTelemetry export", () => {
     const names = new Set(spans.map((s) => s.name))
     expect(names).toContain("Turns.start")
     expect(names).toContain("pacer.wait")
-    expect(names).toContain("MessagesRepo.startTurn")
+    expect(names).toContain("MessagesRepo.insertTurn")
     const generation = spans.find((s) => s.name === "generation")
     expect(generation).toBeDefined()
     expect(attribute(generation!, "gen_ai.provider.name")).toBe("mock")

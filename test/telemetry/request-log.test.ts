@@ -36,7 +36,11 @@ describe("the request log", () => {
       c.post(`/api/threads/${threadId}/messages`, turn("shared")),
     ])
     ids.push(leader.json.request_id, follower.json.request_id)
-    const hit = await c.post(`/api/threads/${threadId}/messages`, turn("shared"))
+    // A late retry of one send (its Idempotency-Key) finds the finished turn.
+    const once = { "idempotency-key": crypto.randomUUID() }
+    const original = await c.post(`/api/threads/${threadId}/messages`, turn("once"), once)
+    ids.push(original.json.request_id)
+    const hit = await c.post(`/api/threads/${threadId}/messages`, turn("once"), once)
     expect(hit.json.coalesce).toBe("cache_hit")
     ids.push(hit.json.request_id)
     const bypass = await c.post(`/api/threads/${threadId}/messages`, turn("alone"), {
@@ -54,7 +58,9 @@ describe("the request log", () => {
       body: JSON.stringify(turn("forever", "never-ending")),
     })
     await holder.until((events) => events.some((e) => e.event === "delta"))
-    const rejected = await c.post(`/api/threads/${threadId}/messages`, turn("no room"), {
+    // On another thread (on this one it would wait for the holder's turn to end).
+    const otherThread = (await c.post("/api/threads", {})).json.thread_id
+    const rejected = await c.post(`/api/threads/${otherThread}/messages`, turn("no room"), {
       "x-dac-coalesce": "off",
     })
     expect(rejected.status).toBe(429)
@@ -65,13 +71,14 @@ describe("the request log", () => {
 
     const log = Context.get(gateway.context as Context.Context<RequestLog>, RequestLog)
     const entries = log.lastN(100, (entry) => entry.org_id === org)
-    expect(entries).toHaveLength(7)
-    expect(new Set(entries.map((e) => e.request_id)).size).toBe(7)
+    expect(entries).toHaveLength(8)
+    expect(new Set(entries.map((e) => e.request_id)).size).toBe(8)
     for (const id of ids) expect(entries.filter((e) => e.request_id === id)).toHaveLength(1)
     expect(entries.map((e) => `${e.coalesce}/${e.status}`).sort()).toEqual(
       [
         "leader/ok",
         "follower/ok",
+        "leader/ok",
         "cache_hit/ok",
         "bypass/ok",
         "leader/error",

@@ -1,0 +1,263 @@
+import { Context, Deferred, Effect, Exit, Layer, Option } from "effect"
+import { AppConfig } from "../config.ts"
+import { StoreUnavailable, ThreadNotFound } from "../domain/errors.ts"
+import type { MessageId, OrgId, RequestId, ThreadId } from "../domain/ids.ts"
+import type { ChatMessage } from "../providers/provider.ts"
+import { type InsertedTurn, type LoadedThread, MessagesRepo } from "../store/messages-repo.ts"
+import { makeDeadlines } from "./deadlines.ts"
+
+/** What a turn stores: its message, where it is asked, and the ids of its two messages. */
+export interface TurnToStore {
+  readonly requestId: RequestId
+  readonly content: string
+  readonly provider: string
+  readonly model: string
+  readonly userMessageId: MessageId
+  readonly assistantMessageId: MessageId
+}
+
+/** How a turn ended, as its thread keeps it: whether it was stored, and the reply when it completed. */
+export interface SettledTurn {
+  readonly stored: boolean
+  /** The reply's text when it completed (only complete replies join the conversation). */
+  readonly completeReply: string | null
+}
+
+export type InsertError = ThreadNotFound | StoreUnavailable
+
+/** One turn's place on its thread. */
+export interface QueuedTurn {
+  readonly threadId: ThreadId
+  /** How many turns of the thread run or wait before this one (0: it runs now). */
+  readonly ahead: number
+  /** Done once every turn before it on the thread has settled. */
+  readonly ready: Effect.Effect<void>
+  /** The conversation to send upstream (call it once `ready` is done): the thread so far, then this turn's message. */
+  readonly history: () => ReadonlyArray<ChatMessage>
+  /** The stored turn: inserted in arrival order, while the turns before it may still run. */
+  readonly inserted: Deferred.Deferred<InsertedTurn, InsertError>
+  /** Called once when the turn settled: the next turn goes on. */
+  readonly settle: (turn: SettledTurn) => void
+}
+
+/** A thread's actor, as a turn enters it. */
+export interface ThreadActor {
+  readonly org: OrgId
+  readonly threadId: ThreadId
+  /**
+   * The thread's last complete reply: where a new turn is asked from (part of its coalescing key).
+   * A failed or cancelled turn leaves it, so a retry of the same words is the same request.
+   */
+  readonly lastSettledId: () => MessageId | null
+  /** How many turns run or wait on the thread now (0: a new turn runs at once). */
+  readonly turnsInFlight: () => number
+  /** Takes the turn's place: after every turn queued before it. Synchronous: arrival order is call order. */
+  readonly enqueue: (turn: TurnToStore) => QueuedTurn
+}
+
+class Actor implements ThreadActor {
+  readonly org: OrgId
+  readonly threadId: ThreadId
+  history: Array<ChatMessage>
+  settledId: MessageId | null
+  /** Turns queued or running. */
+  inFlight = 0
+  /** Bumped by every turn: an idle timer set before a later turn does nothing. */
+  epoch = 0
+  /** The last queued turn's settle and insert: the next turn waits for them. */
+  private lastSettled: Deferred.Deferred<void> | undefined
+  private lastInserted: Deferred.Deferred<InsertedTurn, InsertError> | undefined
+  private readonly insert: (
+    turn: TurnToStore,
+    after: Deferred.Deferred<InsertedTurn, InsertError> | undefined,
+    into: Deferred.Deferred<InsertedTurn, InsertError>,
+  ) => void
+  private readonly idle: (actor: Actor) => void
+
+  constructor(
+    org: OrgId,
+    threadId: ThreadId,
+    loaded: LoadedThread,
+    insert: Actor["insert"],
+    idle: (actor: Actor) => void,
+  ) {
+    this.org = org
+    this.threadId = threadId
+    this.history = [...loaded.history]
+    this.settledId = loaded.lastSettledId
+    this.insert = insert
+    this.idle = idle
+  }
+
+  lastSettledId() {
+    return this.settledId
+  }
+
+  turnsInFlight() {
+    return this.inFlight
+  }
+
+  enqueue(turn: TurnToStore): QueuedTurn {
+    const ahead = this.inFlight
+    this.inFlight++
+    this.epoch++
+    const before = this.lastSettled
+    const settled = Deferred.makeUnsafe<void>()
+    const inserted = Deferred.makeUnsafe<InsertedTurn, InsertError>()
+    this.insert(turn, this.lastInserted, inserted)
+    this.lastSettled = settled
+    this.lastInserted = inserted
+    let done = false
+    return {
+      threadId: this.threadId,
+      ahead,
+      ready: before === undefined ? Effect.void : Deferred.await(before),
+      history: () => [...this.history, { role: "user", content: turn.content }],
+      inserted,
+      settle: ({ stored, completeReply }) => {
+        if (done) return
+        done = true
+        if (stored) {
+          // As the store has it: the question always, the reply only when it completed.
+          this.history.push({ role: "user", content: turn.content })
+          if (completeReply !== null) {
+            this.history.push({ role: "assistant", content: completeReply })
+            this.settledId = turn.assistantMessageId
+          }
+        }
+        this.inFlight--
+        if (this.lastSettled === settled) {
+          this.lastSettled = undefined
+          this.lastInserted = undefined
+        }
+        Deferred.doneUnsafe(settled, Exit.void)
+        if (this.inFlight === 0) this.idle(this)
+      },
+    }
+  }
+}
+
+/**
+ * One actor per thread in use: turns on a thread run one at a time, in arrival order, each sent
+ * with the replies before it. The actor keeps the thread's conversation in memory (loaded once,
+ * or empty for a thread this process created), so a turn goes upstream without reading the store;
+ * its messages are inserted in arrival order while it starts. An actor with no turn is dropped
+ * after `THREAD_IDLE_MS`.
+ */
+export class ThreadActors extends Context.Service<
+  ThreadActors,
+  {
+    /** A thread just created (empty): its actor needs no load. */
+    readonly created: (org: OrgId, threadId: ThreadId) => void
+    /** The thread's actor, loaded from the store when it has none; the thread must be the org's. */
+    readonly enter: (org: OrgId, threadId: ThreadId) => Effect.Effect<ThreadActor, InsertError>
+    /** How many actors are in memory. */
+    readonly size: () => number
+  }
+>()("dac/engine/ThreadActors") {
+  static readonly layer = Layer.effect(
+    ThreadActors,
+    Effect.gen(function* () {
+      const config = yield* AppConfig
+      const messages = yield* MessagesRepo
+      const scope = yield* Effect.scope
+      // The insert is forked where a turn is queued, synchronously (arrival order is call order).
+      const forkInLayer = Effect.runForkWith(yield* Effect.context<never>())
+      const actors = new Map<ThreadId, Actor>()
+      /** Loads under way, by org and thread: concurrent first turns share one. */
+      const loading = new Map<string, Deferred.Deferred<Option.Option<Actor>, StoreUnavailable>>()
+      const deadlines = makeDeadlines()
+      yield* Effect.addFinalizer(() => Effect.sync(deadlines.clear))
+
+      // In the layer's scope, not the request's: a client hanging up never leaves half a turn.
+      const insert = (
+        turn: TurnToStore,
+        org: OrgId,
+        threadId: ThreadId,
+        after: Deferred.Deferred<InsertedTurn, InsertError> | undefined,
+        into: Deferred.Deferred<InsertedTurn, InsertError>,
+      ) => {
+        const store = messages
+          .insertTurn({ org, threadId, ...turn, owner: config.replicaId, leaseMs: config.replyLeaseMs })
+          .pipe(
+            // A bug here is logged, and the turn answered as the store's failure (retryable).
+            Effect.catchDefect((defect) =>
+              Effect.logError("storing a turn failed with a defect", defect).pipe(
+                Effect.andThen(
+                  Effect.fail(new StoreUnavailable({ message: "the turn could not be stored; try again" })),
+                ),
+              ),
+            ),
+          )
+        const ordered =
+          after === undefined ? store : Effect.andThen(Effect.exit(Deferred.await(after)), store)
+        forkInLayer(
+          ordered.pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => Deferred.done(into, exit)),
+            Effect.forkIn(scope, { startImmediately: true }),
+          ),
+        )
+      }
+
+      const idle = (actor: Actor) => {
+        const epoch = actor.epoch
+        deadlines.after(config.threadIdleMs, () => {
+          if (actor.inFlight === 0 && actor.epoch === epoch && actors.get(actor.threadId) === actor) {
+            actors.delete(actor.threadId)
+          }
+        })
+      }
+
+      const make = (org: OrgId, threadId: ThreadId, loaded: LoadedThread) => {
+        const actor = new Actor(
+          org,
+          threadId,
+          loaded,
+          (turn, after, into) => insert(turn, org, threadId, after, into),
+          idle,
+        )
+        actors.set(threadId, actor)
+        idle(actor)
+        return actor
+      }
+
+      const notFound = (threadId: ThreadId) => new ThreadNotFound({ message: `thread ${threadId} not found` })
+
+      const enter = Effect.fn("ThreadActors.enter")(function* (org: OrgId, threadId: ThreadId) {
+        const known = actors.get(threadId)
+        // Another org's thread is not found, the same as one that does not exist.
+        if (known !== undefined) return known.org === org ? known : yield* notFound(threadId)
+        const loadKey = `${org}:${threadId}`
+        let load = loading.get(loadKey)
+        if (load === undefined) {
+          const pending = Deferred.makeUnsafe<Option.Option<Actor>, StoreUnavailable>()
+          load = pending
+          loading.set(loadKey, pending)
+          // Concurrent first turns share one load; it runs in the layer's scope (a hang-up cannot cut it).
+          yield* messages.loadThread(org, threadId).pipe(
+            Effect.map(Option.map((loaded) => actors.get(threadId) ?? make(org, threadId, loaded))),
+            Effect.exit,
+            Effect.flatMap((exit) => {
+              loading.delete(loadKey)
+              return Deferred.done(pending, exit)
+            }),
+            Effect.forkIn(scope, { startImmediately: true }),
+          )
+        }
+        const actor = yield* Deferred.await(load)
+        // Not there, or (made meanwhile by another org's load) not this org's.
+        if (Option.isNone(actor) || actor.value.org !== org) return yield* notFound(threadId)
+        return actor.value
+      })
+
+      return ThreadActors.of({
+        created: (org, threadId) => {
+          make(org, threadId, { history: [], lastSettledId: null })
+        },
+        enter,
+        size: () => actors.size,
+      })
+    }),
+  )
+}
