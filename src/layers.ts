@@ -43,28 +43,40 @@ const Repos = Layer.mergeAll(
   KeysRepo.layer,
 ).pipe(Layer.provideMerge(SqlLive))
 
-/** The engine's services over the repositories and the configuration (tests build it on their own store). */
-export const EngineServices = Turns.layer.pipe(
-  Layer.provideMerge(Layer.mergeAll(Generations.layer, ThreadActors.layer)),
-  Layer.provideMerge(
-    Layer.mergeAll(
-      ReplyProgress.layer,
-      RequestLog.layer,
-      ProcessMetrics.layer,
-      Providers.layer,
-      Coalescer.layer,
-      Pacer.layer,
-      KeyLimiter.layer,
+/**
+ * The engine's services over the repositories and the configuration (tests build it on their own
+ * store), with the providers given (a scripted provider in tests).
+ */
+export const engineServices = <E>(providers: Layer.Layer<Providers, E, AppConfig>) =>
+  Turns.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(Generations.layer, ThreadActors.layer)),
+    Layer.provideMerge(
+      Layer.mergeAll(
+        ReplyProgress.layer,
+        RequestLog.layer,
+        ProcessMetrics.layer,
+        providers,
+        Coalescer.layer,
+        Pacer.layer,
+        KeyLimiter.layer,
+      ),
     ),
-  ),
-)
+  )
 
-const Engine = EngineServices.pipe(
-  Layer.provideMerge(AuthStartup),
-  Layer.provideMerge(ApiKeys.layer),
-  Layer.provideMerge(CrashSweep),
-  Layer.provideMerge(Repos),
-)
+export const EngineServices = engineServices(Providers.layer)
+
+/** What a test may swap in the whole gateway. */
+export interface AppOverrides {
+  readonly providers?: Layer.Layer<Providers, unknown, AppConfig> | undefined
+}
+
+const engine = (overrides: AppOverrides) =>
+  engineServices(overrides.providers ?? Providers.layer).pipe(
+    Layer.provideMerge(AuthStartup),
+    Layer.provideMerge(ApiKeys.layer),
+    Layer.provideMerge(CrashSweep),
+    Layer.provideMerge(Repos),
+  )
 
 const LoggingLive = Layer.unwrap(
   Effect.map(AppConfig, (config) =>
@@ -76,10 +88,10 @@ const LoggingLive = Layer.unwrap(
 )
 
 /** The whole gateway for a given configuration layer: store, engine, HTTP server. */
-export const appLayer = (config: Layer.Layer<AppConfig, unknown>) =>
+export const appLayer = (config: Layer.Layer<AppConfig, unknown>, overrides: AppOverrides = {}) =>
   GracefulShutdown.pipe(
     Layer.provideMerge(HttpServerLive),
-    Layer.provideMerge(Engine),
+    Layer.provideMerge(engine(overrides)),
     Layer.provideMerge(OtelLive),
     Layer.provideMerge(LoggingLive),
     Layer.provideMerge(config),

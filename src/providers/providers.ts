@@ -21,6 +21,22 @@ export class Providers extends Context.Service<
     readonly status: ReadonlyArray<ProviderStatus>
   }
 >()("dac/providers/Providers") {
+  /**
+   * Every provider answered by `adapter` (tests of what runs behind the providers: a scripted
+   * upstream whose timing and replies the test decides).
+   */
+  static readonly layerScripted = (adapter: ProviderAdapter) =>
+    Layer.succeed(
+      Providers,
+      Providers.of({
+        resolve: (provider) =>
+          isProviderName(provider)
+            ? Effect.succeed(adapter)
+            : Effect.fail(new UnknownProvider({ message: `unknown provider "${provider}"` })),
+        status: providerNames.map((name) => ({ name, configured: true })),
+      }),
+    )
+
   static readonly layer = Layer.effect(
     Providers,
     Effect.gen(function* () {
