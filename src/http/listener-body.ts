@@ -1,5 +1,6 @@
 import type { RequestId } from "../domain/ids.ts"
-import { firstGenerationFrameId, type Generation, type GenerationOutcome } from "../engine/generations.ts"
+import { firstGenerationFrameId } from "../engine/frame-hub.ts"
+import type { Generation, GenerationOutcome } from "../engine/generations.ts"
 import { type Frame, type FrameSink, type FrameSource, keepaliveFrame } from "../engine/sse-frames.ts"
 import { WatchedBody } from "./watched-body.ts"
 

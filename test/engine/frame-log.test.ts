@@ -1,6 +1,6 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { firstGenerationFrameId } from "../../src/engine/generations.ts"
+import { firstGenerationFrameId } from "../../src/engine/frame-hub.ts"
 import { type Frame, FrameLog, frame } from "../../src/engine/sse-frames.ts"
 
 const decoder = new TextDecoder()
