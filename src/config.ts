@@ -128,6 +128,12 @@ export interface AppConfigShape {
   readonly replyLeaseMs: number
   /** `REPLY_SAVE_INTERVAL_MS`: how often the text of running replies is written (16 KB of new text writes sooner). */
   readonly replySaveIntervalMs: number
+  /**
+   * `COALESCE_REPEAT_WINDOW_MS`: an identical send arriving this soon after the thread's last turn
+   * completed (with no `parent_message_id`) is taken for a duplicate of it (a retry that crossed the
+   * reply), not a new turn.
+   */
+  readonly coalesceRepeatWindowMs: number
   /** `THREAD_IDLE_MS`: how long a thread's actor (its conversation in memory) outlives its last turn. */
   readonly threadIdleMs: number
   /** `UPSTREAM_STREAM`: which upstream calls stream when the client waits for the whole reply. */
@@ -307,6 +313,7 @@ export const appConfig = Config.all({
   replyLeaseMs: durationMs("REPLY_LEASE_MS", 15_000),
   replySaveIntervalMs: durationMs("REPLY_SAVE_INTERVAL_MS", 250),
   threadIdleMs: durationMs("THREAD_IDLE_MS", 60_000, 0),
+  coalesceRepeatWindowMs: durationMs("COALESCE_REPEAT_WINDOW_MS", 1_000, 0),
   streamFanoutEnabled: flag("STREAM_FANOUT_ENABLED", true),
   coalesceErrorTtlMs: durationMs("COALESCE_ERROR_TTL_MS", 2_000, 0),
   coalesceResultTtlMs: durationMs("COALESCE_RESULT_TTL_MS", 10_000, 0),

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { RequestId } from "./ids.ts"
+import { MessageId, RequestId } from "./ids.ts"
 import { modelNameChecks, providerNameChecks, storableText } from "./text.ts"
 import { Message, Usage } from "./thread.ts"
 
@@ -27,6 +27,12 @@ export const ChatRequest = Schema.Struct({
   max_tokens: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1_000_000 }))),
   top_p: Schema.optional(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),
   stop: Schema.optional(StopSequences),
+  /**
+   * The message this turn answers (the thread's last reply as the client saw it): a turn sent after
+   * the thread moved past it is refused (409 thread_moved), unless it repeats the turn that moved
+   * it (then it is that turn, a duplicate).
+   */
+  parent_message_id: Schema.optional(MessageId),
 }).annotate({ identifier: "ChatRequest" })
 export type ChatRequest = typeof ChatRequest.Type
 

@@ -196,6 +196,16 @@ export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>
   readonly status = 409
 }
 
+/** A turn sent as the answer to a message (`parent_message_id`) the thread has moved past. */
+export class ThreadMoved extends Schema.TaggedError<ThreadMoved>()(
+  "ThreadMoved",
+  { message: Schema.String },
+  { httpApiStatus: 409 },
+) {
+  readonly code = "thread_moved"
+  readonly status = 409
+}
+
 /** The pacer's wait queue for a provider is full: nothing was stored and nothing sent upstream. */
 export class PacerQueueFull extends Schema.TaggedError<PacerQueueFull>()(
   "PacerQueueFull",

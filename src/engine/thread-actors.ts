@@ -14,6 +14,17 @@ export interface TurnToStore {
   readonly model: string
   readonly userMessageId: MessageId
   readonly assistantMessageId: MessageId
+  /** Its coalescing key, when identical sends may share it (kept as the thread's last completed turn). */
+  readonly key?: string | undefined
+}
+
+/** The thread's last completed turn: a duplicate of it arriving late still finds it. */
+export interface CompletedTurn {
+  /** The reply it was asked after (its position). */
+  readonly positionBefore: MessageId | null
+  readonly key: string
+  /** `performance.now()` when it completed. */
+  readonly at: number
 }
 
 /** How a turn ended, as its thread keeps it: whether it was stored, and the reply when it completed. */
@@ -49,6 +60,8 @@ export interface ThreadActor {
    * A failed or cancelled turn leaves it, so a retry of the same words is the same request.
    */
   readonly lastSettledId: () => MessageId | null
+  /** The last turn that completed, with a coalescing key (none after a failed or cancelled one). */
+  readonly lastCompleted: () => CompletedTurn | undefined
   /** How many turns run or wait on the thread now (0: a new turn runs at once). */
   readonly turnsInFlight: () => number
   /** Takes the turn's place: after every turn queued before it. Synchronous: arrival order is call order. */
@@ -60,6 +73,7 @@ class Actor implements ThreadActor {
   readonly threadId: ThreadId
   history: Array<ChatMessage>
   settledId: MessageId | null
+  completed: CompletedTurn | undefined
   /** Turns queued or running. */
   inFlight = 0
   /** Bumped by every turn: an idle timer set before a later turn does nothing. */
@@ -97,11 +111,16 @@ class Actor implements ThreadActor {
     return this.inFlight
   }
 
+  lastCompleted() {
+    return this.completed
+  }
+
   enqueue(turn: TurnToStore): QueuedTurn {
     const ahead = this.inFlight
     this.inFlight++
     this.epoch++
     const before = this.lastSettled
+    const positionBefore = this.settledId
     const settled = Deferred.makeUnsafe<void>()
     const inserted = Deferred.makeUnsafe<InsertedTurn, InsertError>()
     this.insert(turn, this.lastInserted, inserted)
@@ -125,6 +144,10 @@ class Actor implements ThreadActor {
             this.settledId = turn.assistantMessageId
           }
         }
+        this.completed =
+          stored && completeReply !== null && turn.key !== undefined
+            ? { positionBefore, key: turn.key, at: performance.now() }
+            : undefined
         this.inFlight--
         if (this.lastSettled === settled) {
           this.lastSettled = undefined

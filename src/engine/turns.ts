@@ -11,6 +11,7 @@ import {
   RequestCancelled,
   RequestNotFound,
   type StoreUnavailable,
+  ThreadMoved,
   type ThreadNotFound,
   TooManyListeners,
   type UnknownModel,
@@ -101,6 +102,7 @@ export type StartError =
   | PacerQueueFull
   | StoreUnavailable
   | TooManyListeners
+  | ThreadMoved
   | KeyLimitError
 
 export type TurnError = StartError | RequestCancelled | GenerationError
@@ -256,6 +258,8 @@ export class Turns extends Context.Service<
         startedAt: number,
         admission: KeyAdmission,
         onSettled?: GenerationSpec["onSettled"],
+        /** Its coalescing key, when identical sends share it: its thread keeps it once it completed. */
+        key?: string,
       ) {
         const { body } = input
         const adapter = yield* providers.resolve(body.provider, body.model)
@@ -268,6 +272,7 @@ export class Turns extends Context.Service<
           model: body.model,
           userMessageId: newMessageId(),
           assistantMessageId: newMessageId(),
+          key,
         })
         const generation = yield* generations.start({
           org: input.org,
@@ -297,6 +302,40 @@ export class Turns extends Context.Service<
         })
         return { inserted: turn?.inserted, queuePosition, generation }
       })
+
+      /**
+       * Where on its thread a turn is asked: after the thread's last complete reply, or, for a
+       * duplicate of the turn that just completed (the same words with the same parameters, sent
+       * as an answer to the reply before it, or with no `parent_message_id` within
+       * `COALESCE_REPEAT_WINDOW_MS`), where that turn was asked, so it finds that turn. A
+       * `parent_message_id` the thread has moved past is refused.
+       */
+      const positionOf = (
+        actor: ThreadActor,
+        body: ChatRequest,
+        keyAfter: (at: MessageId | null) => string,
+      ) => {
+        const current = actor.lastSettledId()
+        const parent = body.parent_message_id ?? undefined
+        const last = actor.lastCompleted()
+        if (
+          last !== undefined &&
+          (parent === undefined
+            ? performance.now() - last.at <= config.coalesceRepeatWindowMs
+            : parent === last.positionBefore) &&
+          keyAfter(last.positionBefore) === last.key
+        ) {
+          return Effect.succeed(last.positionBefore)
+        }
+        if (parent !== undefined && parent !== current) {
+          return Effect.fail(
+            new ThreadMoved({
+              message: `parent_message_id ${parent} is not the thread's last reply (${current ?? "none yet"}); reload the thread and answer its last reply`,
+            }),
+          )
+        }
+        return Effect.succeed(current)
+      }
 
       const startAs = tracedFn("Turns.start")(
         Effect.fnUntraced(function* (input: TurnInput, requestId: RequestId, admission: KeyAdmission) {
@@ -338,7 +377,8 @@ export class Turns extends Context.Service<
             input.conversation === undefined
               ? `${coalesceKey(input.org, input.threadId, position, body)}${oneBody}`
               : `${conversationKey(input.org, input.conversation, body)}${oneBody}`
-          const bodyKey = keyAfter(actor?.lastSettledId() ?? null)
+          const position = actor === undefined ? null : yield* positionOf(actor, body, keyAfter)
+          const bodyKey = keyAfter(position)
           // An Idempotency-Key names one send wherever its thread has got to since: a late retry
           // finds its turn, and its body is compared without the thread's position.
           const key =
@@ -366,8 +406,14 @@ export class Turns extends Context.Service<
           // The key outlives the generation by the TTL that fits how it ended. A leader that could
           // not start (a typed error or a defect) frees the key at once and hands its followers the
           // same answer. (It cannot be interrupted half way: see `start`.)
-          const turn = yield* lead(input, actor, requestId, startedAt, admission, (outcome) =>
-            coalescer.settle(key, settledAs(outcome)),
+          const turn = yield* lead(
+            input,
+            actor,
+            requestId,
+            startedAt,
+            admission,
+            (outcome) => coalescer.settle(key, settledAs(outcome)),
+            input.idempotencyKey === undefined ? key : undefined,
           ).pipe(
             Effect.onExit((exit) => {
               if (Exit.isSuccess(exit)) return Deferred.succeed(claim.lead.turn, exit.value)

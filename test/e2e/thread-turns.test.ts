@@ -13,7 +13,12 @@ let upstream: FakeUpstream
 let gateway: RunningGateway
 beforeAll(async () => {
   upstream = await startFakeUpstream()
-  gateway = await startGateway({ ...upstream.env(), OPENAI_RPS: "1000", OPENAI_BURST: "1000" })
+  gateway = await startGateway({
+    ...upstream.env(),
+    OPENAI_RPS: "1000",
+    OPENAI_BURST: "1000",
+    COALESCE_REPEAT_WINDOW_MS: "100",
+  })
 })
 afterAll(async () => {
   await gateway?.close()
@@ -80,6 +85,8 @@ describe("one turn at a time per thread", () => {
     const path = `/api/threads/${threadId}/messages`
     const once = await c.post(path, send("continue"))
     expect(once.json.coalesce).toBe("leader")
+    // Past COALESCE_REPEAT_WINDOW_MS (a retry that crossed the reply would come sooner).
+    await new Promise((resolve) => setTimeout(resolve, 150))
     const again = await c.post(path, send("continue"))
     expect(again.status).toBe(200)
     expect(again.json.coalesce).toBe("leader")
@@ -97,6 +104,26 @@ describe("one turn at a time per thread", () => {
     const messages = (await c.get(`/api/threads/${threadId}`)).json.messages
     expect(messages.map((m: Sent) => m.content).filter((text: string) => text === "continue")).toHaveLength(2)
     expect(messages).toHaveLength(6)
+  })
+
+  it("parent_message_id: answering the last reply is a new turn at once; one the thread moved past is refused, unless it repeats the turn that moved it", async () => {
+    const org = `org-${crypto.randomUUID()}`
+    const { c, threadId } = await newThread(org)
+    const path = `/api/threads/${threadId}/messages`
+    const first = await c.post(path, send("go on"))
+    const reply = first.json.assistant_message.message_id
+    // At once (within the repeat window), but as the answer to the reply: a new turn.
+    const next = await c.post(path, { ...send("go on"), parent_message_id: reply })
+    expect(next.json.coalesce).toBe("leader")
+    // A duplicate of that send (same parent, same words) is that turn.
+    const duplicate = await c.post(path, { ...send("go on"), parent_message_id: reply })
+    expect(duplicate.json.coalesce).toBe("cache_hit")
+    expect(duplicate.json.assistant_message.message_id).toBe(next.json.assistant_message.message_id)
+    // Other words answering a reply the thread has moved past: 409.
+    const stale = await c.post(path, { ...send("something else"), parent_message_id: reply })
+    expect(stale.status).toBe(409)
+    expect(stale.json.error.code).toBe("thread_moved")
+    expect((await c.get(`/api/threads/${threadId}`)).json.messages).toHaveLength(4)
   })
 
   it("a reply is stored as it grows: the thread shows its text while it streams", async () => {

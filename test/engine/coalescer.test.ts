@@ -15,7 +15,9 @@ beforeAll(async () => {
     MOCK_TTFT_MS: "800",
     MOCK_TOKEN_INTERVAL_MS: "5",
     COALESCE_ERROR_TTL_MS: "300",
-    COALESCE_RESULT_TTL_MS: "2000",
+    COALESCE_RESULT_TTL_MS: "5000",
+    // A loaded machine takes seconds to take 500 connections: the late ones still find the turn.
+    COALESCE_REPEAT_WINDOW_MS: "5000",
   })
 })
 afterAll(() => gateway?.close())
@@ -87,7 +89,11 @@ describe("coalescing identical requests", () => {
   it('the same words sent again after the reply are a new turn (a repeated "continue" is not swallowed)', async () => {
     const threadId = await newThread()
     const first = await client().post(`/api/threads/${threadId}/messages`, turn("continue"))
-    const again = await client().post(`/api/threads/${threadId}/messages`, turn("continue"))
+    // Sent as the answer to the reply (parent_message_id): a new turn, even within the repeat window.
+    const again = await client().post(`/api/threads/${threadId}/messages`, {
+      ...turn("continue"),
+      parent_message_id: first.json.assistant_message.message_id,
+    })
     expect(first.json.coalesce).toBe("leader")
     expect(again.json.coalesce).toBe("leader")
     expect(again.json.assistant_message.message_id).not.toBe(first.json.assistant_message.message_id)

@@ -32,7 +32,8 @@ const scripted = makeAdapter("openai", (request, onEvent) =>
 
 const TestLayer = engineServices(Providers.layerScripted(scripted)).pipe(
   Layer.provideMerge(ReposLive),
-  Layer.provide(AppConfig.fromRecord({})),
+  // No repeat window: the same words right after a reply are a new turn.
+  Layer.provide(AppConfig.fromRecord({ COALESCE_REPEAT_WINDOW_MS: "0" })),
 )
 
 const org = `org-${crypto.randomUUID()}` as OrgId
