@@ -69,11 +69,12 @@ describe("coalescing in front of a provider", () => {
 
 describe("pacing a provider", () => {
   it("respects the configured rate within 10% over a 10 s run", async () => {
-    const threadId = await newThread()
-    // 20 per second with a burst of 1: 201 calls span 10 s.
+    // 20 per second with a burst of 1: 201 calls span 10 s. A thread each (turns on one thread run
+    // one at a time, which would pace them by their own latency).
     const n = 201
+    const threads = await Promise.all(Array.from({ length: n }, () => newThread()))
     await Promise.all(
-      Array.from({ length: n }, (_, i) =>
+      threads.map((threadId, i) =>
         client().post(`/api/threads/${threadId}/messages`, turn(`distinct ${i}`), {
           "x-dac-coalesce": "off",
         }),
