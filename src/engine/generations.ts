@@ -23,6 +23,7 @@ import {
   type ThreadId,
 } from "../domain/ids.ts"
 import { type ProviderError, UpstreamError } from "../domain/provider-errors.ts"
+import type { ToolCall } from "../domain/content.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { type FinishTurn, MessagesRepo, withOutcome } from "../store/messages-repo.ts"
@@ -30,6 +31,7 @@ import { tracedFn, withPerCallSpan } from "../telemetry/spans.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import type { Ticket } from "./pacer.ts"
 import { type Frame, FrameLog, type FrameSink, frame, keepaliveFrame, requestFrame } from "./sse-frames.ts"
+import { ToolCallAccumulator } from "./tool-calls.ts"
 
 /** Node's timers take at most 2^31-1 ms; a longer delay would fire at once. */
 const maxTimerMs = 2 ** 31 - 1
@@ -103,7 +105,13 @@ export type GenerationError =
 /** How a generation ended; the assistant message is persisted in that state (or will be, see above). */
 export type GenerationOutcome = Timings &
   (
-    | { readonly _tag: "Completed"; readonly message: Message; readonly usage: Usage | null }
+    | {
+        readonly _tag: "Completed"
+        readonly message: Message
+        readonly usage: Usage | null
+        /** The tool calls the reply made, in order; undefined when it made none. */
+        readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
+      }
     | { readonly _tag: "Failed"; readonly message: Message; readonly error: GenerationError }
     | { readonly _tag: "Cancelled"; readonly message: Message }
   )
@@ -278,6 +286,7 @@ export class Generations extends Context.Service<
         let queueWaitMs = 0
         let usage: Usage | null = null
         let finishReason: string | null = null
+        const toolCalls = new ToolCallAccumulator()
 
         // Each event arrives synchronously from the adapter's I/O callback: no fiber hop per token.
         const upstream = spec.adapter
@@ -306,6 +315,10 @@ export class Generations extends Context.Service<
                 generation.emit("delta", { text })
                 break
               }
+              case "ToolCallDelta":
+                if (generation.stopping) break
+                generation.emit("tool_call", toolCalls.add(event))
+                break
               case "Finish":
                 finishReason = event.reason
                 usage = event.usage
@@ -422,7 +435,7 @@ export class Generations extends Context.Service<
                 retryable: true,
               })
             } else if (outcome.status === "complete") {
-              result = { _tag: "Completed", message, usage, ...timings }
+              result = { _tag: "Completed", message, usage, toolCalls: toolCalls.result(), ...timings }
               yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
               generation.end(result, "done", {
                 message_id: message.message_id,

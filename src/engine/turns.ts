@@ -18,7 +18,7 @@ import {
 import { newRequestId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
 import type { Caller } from "../domain/keys.ts"
 import type { Message, Usage } from "../domain/thread.ts"
-import type { ChatMessage } from "../providers/provider.ts"
+import type { ChatMessage, ProviderOptions } from "../providers/provider.ts"
 import { Providers } from "../providers/providers.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import type { RequestLogEntry } from "../store/request-log-repo.ts"
@@ -34,6 +34,7 @@ import {
 } from "./generations.ts"
 import { type KeyAdmission, KeyLimiter, noLimit } from "./key-limits.ts"
 import { Pacer } from "./pacer.ts"
+import { bypassesCoalescing } from "./tool-calls.ts"
 
 /** The refusals logged as `rejected` requests: nothing was stored or sent for them. */
 const rejections = new Set([
@@ -59,6 +60,8 @@ export interface TurnInput {
    */
   readonly conversation?: ReadonlyArray<ChatMessage> | undefined
   readonly body: ChatRequest
+  /** Tools, tool choice, output format: passed on to the provider as they are. */
+  readonly options?: ProviderOptions | undefined
   /** Waiting for the whole reply, or streaming it (`STREAM_FANOUT_ENABLED=0` stops sharing streams). */
   readonly mode: "wait" | "stream"
   /** Same key and body → the same turn; same key, other body → 409. */
@@ -213,6 +216,7 @@ export class Turns extends Context.Service<
           topP: body.top_p,
           stop: body.stop,
           stream: streamsUpstream(input),
+          ...input.options,
         }
         // A stateless completion brings its conversation; a thread turn stores the user's message
         // and a pending reply, and sends the thread's history.
@@ -275,7 +279,10 @@ export class Turns extends Context.Service<
           })
 
           const sharable =
-            coalescer.enabled && input.coalesce !== false && (input.mode === "wait" || coalescer.streamFanout)
+            coalescer.enabled &&
+            input.coalesce !== false &&
+            (input.mode === "wait" || coalescer.streamFanout) &&
+            !bypassesCoalescing(input.options, input.conversation)
           if (!sharable && input.idempotencyKey === undefined) {
             return started("bypass", yield* lead(input, requestId, startedAt, admission))
           }
