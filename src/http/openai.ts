@@ -219,12 +219,13 @@ export const OpenAiRoute = Layer.unwrap(
       })
     return Layer.mergeAll(
       HttpRouter.add("POST", "/v1/chat/completions", completions(config, expected, callerOf)),
-      HttpRouter.add("GET", "/v1/models", authenticated(list)),
+      // `/v1/models/*` is also `/v1/models` (HttpRouter registers both): the list, or one model.
       HttpRouter.add(
         "GET",
         "/v1/models/*",
         authenticated((url) => {
-          const path = url.split("?")[0]!.slice("/v1/models/".length)
+          const path = url.split("?")[0]!.replace(/^\/v1\/models\/?/, "")
+          if (path === "") return list()
           let id = path
           try {
             id = decodeURIComponent(path)

@@ -193,8 +193,18 @@ interface GenerateContentResponse {
     readonly thoughtsTokenCount?: unknown
   }
   readonly promptFeedback?: { readonly blockReason?: unknown }
+  readonly responseId?: unknown
   readonly error?: unknown
 }
+
+/**
+ * An id for a call Gemini gave none: from the response's own id and the call's place in it (the same
+ * reply always names its calls alike), random only when the response has no id either.
+ */
+const madeId = (responseId: unknown, index: number) =>
+  typeof responseId === "string" && responseId !== ""
+    ? `call_${responseId}_${index}`
+    : `call_${randomUUID().replaceAll("-", "")}`
 
 export const generateContentDecoder = (provider: ProviderName, secret: string): MakeDecoder =>
   sseOrJson(provider, (sink) => {
@@ -224,7 +234,7 @@ export const generateContentDecoder = (provider: ProviderName, secret: string): 
           const signature = typeof part.thoughtSignature === "string" ? part.thoughtSignature : undefined
           sink.emit(
             toolCallDelta(calls++, JSON.stringify(call.args ?? {}), {
-              id: typeof call.id === "string" && call.id !== "" ? call.id : `call_${randomUUID().replaceAll("-", "")}`,
+              id: typeof call.id === "string" && call.id !== "" ? call.id : madeId(chunk.responseId, calls),
               name: call.name,
               ...(signature === undefined ? {} : { extra: { thoughtSignature: signature } }),
             }),
