@@ -232,9 +232,10 @@ export const generateContentDecoder = (provider: ProviderName, secret: string): 
         if (typeof call === "object" && call !== null && typeof call.name === "string") {
           // Whole calls, several per reply possibly; only gemini-3-flash names them: the others get an id here.
           const signature = typeof part.thoughtSignature === "string" ? part.thoughtSignature : undefined
+          const index = calls++
           sink.emit(
-            toolCallDelta(calls++, JSON.stringify(call.args ?? {}), {
-              id: typeof call.id === "string" && call.id !== "" ? call.id : madeId(chunk.responseId, calls),
+            toolCallDelta(index, JSON.stringify(call.args ?? {}), {
+              id: typeof call.id === "string" && call.id !== "" ? call.id : madeId(chunk.responseId, index),
               name: call.name,
               ...(signature === undefined ? {} : { extra: { thoughtSignature: signature } }),
             }),
