@@ -13,6 +13,7 @@ import {
   Stream,
 } from "effect"
 import { AppConfig } from "../config.ts"
+import type { ToolCall } from "../domain/content.ts"
 import { GenerationTimeout, GenerationTooLarge, ShuttingDown, StoreUnavailable } from "../domain/errors.ts"
 import {
   type GenerationId,
@@ -23,7 +24,6 @@ import {
   type ThreadId,
 } from "../domain/ids.ts"
 import { type ProviderError, UpstreamError } from "../domain/provider-errors.ts"
-import type { ToolCall } from "../domain/content.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { type FinishTurn, MessagesRepo, withOutcome } from "../store/messages-repo.ts"

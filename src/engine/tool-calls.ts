@@ -7,8 +7,12 @@ import type { ChatMessage, ProviderEvent, ProviderOptions } from "../providers/p
  * come and joined once (as the reply's text is): no string rebuilt per fragment.
  */
 export class ToolCallAccumulator {
-  private readonly calls: Array<{ id: string; name: string; parts: Array<string>; extra: ToolCall["extra"] }> =
-    []
+  private readonly calls: Array<{
+    id: string
+    name: string
+    parts: Array<string>
+    extra: ToolCall["extra"]
+  }> = []
 
   /** Takes one fragment; its frame's data for the stream (`tool_call`). */
   add(event: Extract<ProviderEvent, { _tag: "ToolCallDelta" }>): Readonly<Record<string, unknown>> {
@@ -55,10 +59,8 @@ export class ToolCallAccumulator {
 export const bypassesCoalescing = (
   options: ProviderOptions | undefined,
   conversation: ReadonlyArray<ChatMessage> | undefined,
-): boolean =>
-  (options !== undefined &&
-    ((options.tools !== undefined && options.tools.length > 0) ||
-      options.responseFormat !== undefined ||
-      (options.n !== undefined && options.n > 1))) ||
-  (conversation !== undefined &&
-    conversation.some((m) => m.role === "tool" || (m.toolCalls !== undefined && m.toolCalls.length > 0)))
+): boolean => {
+  if (options?.tools !== undefined && options.tools.length > 0) return true
+  if (options?.responseFormat !== undefined || (options?.n ?? 1) > 1) return true
+  return conversation?.some((m) => m.role === "tool" || (m.toolCalls?.length ?? 0) > 0) ?? false
+}

@@ -41,7 +41,9 @@ const ToolCallSchema = Schema.Struct({
  */
 const OpenAiMessage = Schema.Struct({
   role: Schema.Literals(["system", "developer", "user", "assistant", "tool"]),
-  content: Schema.optional(Schema.NullOr(Schema.Union([Text, Schema.Array(Schema.Union([TextPart, ImagePart]))]))),
+  content: Schema.optional(
+    Schema.NullOr(Schema.Union([Text, Schema.Array(Schema.Union([TextPart, ImagePart]))])),
+  ),
   name: Schema.optional(Schema.String),
   tool_calls: Schema.optional(Schema.NullOr(Schema.Array(ToolCallSchema))),
   tool_call_id: Schema.optional(Schema.String),
@@ -118,10 +120,16 @@ export const messageProblem = (
     return { message: `${at}.content: is missing`, param: `${at}.content` }
   }
   if (message.role === "tool" && (message.tool_call_id === undefined || message.tool_call_id === "")) {
-    return { message: `${at}.tool_call_id: a tool message must name the call it answers`, param: `${at}.tool_call_id` }
+    return {
+      message: `${at}.tool_call_id: a tool message must name the call it answers`,
+      param: `${at}.tool_call_id`,
+    }
   }
   if (hasCalls && message.role !== "assistant") {
-    return { message: `${at}.tool_calls: only assistant messages carry tool calls`, param: `${at}.tool_calls` }
+    return {
+      message: `${at}.tool_calls: only assistant messages carry tool calls`,
+      param: `${at}.tool_calls`,
+    }
   }
   if (
     message.role !== "user" &&

@@ -102,7 +102,8 @@ const toolCallsOf = (calls: ReadonlyArray<ToolCall>) =>
 /** The `delta` of one tool-call fragment: its first carries id, type and name, the rest only arguments. */
 const toolCallDeltaOf = (data: Readonly<Record<string, unknown>>) => {
   const args = data.arguments_delta
-  if (typeof data.id !== "string") return { tool_calls: [{ index: data.index, function: { arguments: args } }] }
+  if (typeof data.id !== "string")
+    return { tool_calls: [{ index: data.index, function: { arguments: args } }] }
   const signature = typeof data.thought_signature === "string" ? data.thought_signature : undefined
   return {
     tool_calls: [
@@ -403,7 +404,8 @@ const completions = (limits: CompletionLimits, expectedModel: string, callerOf: 
     const body = decoded.value
     for (const [index, message] of body.messages.entries()) {
       const problem = messageProblem(message, index)
-      if (problem !== undefined) return openAiError(400, "invalid_request", problem.message, {}, problem.param)
+      if (problem !== undefined)
+        return openAiError(400, "invalid_request", problem.message, {}, problem.param)
     }
     const alias = modelAliases.get(body.model)
     const slash = alias === undefined ? body.model.indexOf("/") : -1

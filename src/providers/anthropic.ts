@@ -1,9 +1,9 @@
 import { Predicate } from "effect"
 import type { ProviderName } from "../config.ts"
+import { type ContentPart, dataUrlOf, textOf } from "../domain/content.ts"
 import { parseJson, sseOrJson, unparseable, usageOf } from "./decode.ts"
 import { type MakeDecoder, makeHttpAdapter } from "./http.ts"
 import { errorFromStream, truncated } from "./http-errors.ts"
-import { type ContentPart, dataUrlOf, textOf } from "../domain/content.ts"
 import { type ChatMessage, finish, type ProviderRequest, textDelta, toolCallDelta } from "./provider.ts"
 
 /**
@@ -53,7 +53,11 @@ const turnsOf = (messages: ReadonlyArray<ChatMessage>) => {
       case "system":
         break
       case "tool": {
-        const result = { type: "tool_result", tool_use_id: message.toolCallId, content: textOf(message.content) }
+        const result = {
+          type: "tool_result",
+          tool_use_id: message.toolCallId,
+          content: textOf(message.content),
+        }
         const last = turns.at(-1)
         if (last?.role === "user" && Array.isArray(last.content) && isToolResult(last.content[0])) {
           last.content.push(result)
@@ -215,7 +219,10 @@ export const messagesDecoder = (provider: ProviderName, secret: string): MakeDec
               event.delta.text !== ""
             ) {
               sink.emit(textDelta(event.delta.text))
-            } else if (event.delta?.type === "input_json_delta" && typeof event.delta.partial_json === "string") {
+            } else if (
+              event.delta?.type === "input_json_delta" &&
+              typeof event.delta.partial_json === "string"
+            ) {
               const call = openCalls.get(event.index)
               if (call !== undefined && event.delta.partial_json !== "") {
                 call.args = true
@@ -225,7 +232,11 @@ export const messagesDecoder = (provider: ProviderName, secret: string): MakeDec
             return
           case "content_block_start": {
             const started = event.content_block
-            if (started?.type === "tool_use" && typeof started.id === "string" && typeof started.name === "string") {
+            if (
+              started?.type === "tool_use" &&
+              typeof started.id === "string" &&
+              typeof started.name === "string"
+            ) {
               const index = calls++
               openCalls.set(event.index, { index, args: false })
               sink.emit(toolCallDelta(index, "", { id: started.id, name: started.name }))
@@ -266,7 +277,9 @@ export const messagesDecoder = (provider: ProviderName, secret: string): MakeDec
         if (text.length > 0) sink.emit(textDelta(text))
         for (const block of blocks) {
           if (block.type === "tool_use" && typeof block.id === "string" && typeof block.name === "string") {
-            sink.emit(toolCallDelta(calls++, JSON.stringify(block.input ?? {}), { id: block.id, name: block.name }))
+            sink.emit(
+              toolCallDelta(calls++, JSON.stringify(block.input ?? {}), { id: block.id, name: block.name }),
+            )
           }
         }
         count(message.usage)

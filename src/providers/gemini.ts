@@ -1,6 +1,6 @@
+import { randomUUID } from "node:crypto"
 import { Predicate } from "effect"
 import type { ProviderName } from "../config.ts"
-import { randomUUID } from "node:crypto"
 import { type ContentPart, dataUrlOf, mediaTypeOfUrl, textOf } from "../domain/content.ts"
 import { type ProviderError, StreamFailed } from "../domain/provider-errors.ts"
 import type { Usage } from "../domain/thread.ts"
@@ -81,7 +81,8 @@ const contentsOf = (messages: ReadonlyArray<ChatMessage>) => {
       }
       case "assistant": {
         const calls = message.toolCalls ?? []
-        const text = calls.length === 0 ? partsOf(message) : textOf(message.content) === "" ? [] : partsOf(message)
+        const text =
+          calls.length === 0 ? partsOf(message) : textOf(message.content) === "" ? [] : partsOf(message)
         for (const call of calls) names.set(call.id, call.name)
         contents.push({
           role: "model",
@@ -89,7 +90,9 @@ const contentsOf = (messages: ReadonlyArray<ChatMessage>) => {
             ...text,
             ...calls.map((call) => ({
               functionCall: { id: call.id, name: call.name, args: argsOf(call.arguments) },
-              ...(call.extra?.thoughtSignature === undefined ? {} : { thoughtSignature: call.extra.thoughtSignature }),
+              ...(call.extra?.thoughtSignature === undefined
+                ? {}
+                : { thoughtSignature: call.extra.thoughtSignature }),
             })),
           ],
         })
@@ -130,9 +133,7 @@ const toolFields = (request: ProviderRequest) => {
 }
 
 export const generateContentBody = (request: ProviderRequest) => {
-  const system = request.messages
-    .filter((m) => m.role === "system")
-    .map((m) => ({ text: textOf(m.content) }))
+  const system = request.messages.filter((m) => m.role === "system").map((m) => ({ text: textOf(m.content) }))
   const format = request.responseFormat
   const generationConfig = {
     ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
@@ -141,7 +142,9 @@ export const generateContentBody = (request: ProviderRequest) => {
     ...(request.stop === undefined ? {} : { stopSequences: request.stop }),
     ...(format === undefined ? {} : { responseMimeType: "application/json" }),
     // The JSON Schema as sent (`responseSchema` takes only an OpenAPI subset: no additionalProperties).
-    ...(format?.type === "json_schema" && format.schema !== undefined ? { responseJsonSchema: format.schema } : {}),
+    ...(format?.type === "json_schema" && format.schema !== undefined
+      ? { responseJsonSchema: format.schema }
+      : {}),
   }
   return {
     contents: contentsOf(request.messages),
@@ -252,7 +255,9 @@ export const generateContentDecoder = (provider: ProviderName, secret: string): 
       if (finishReason === undefined) return sink.fail(truncated(provider, "a finishReason"))
       if (finishReason === "MALFORMED_FUNCTION_CALL" || finishReason === "UNEXPECTED_TOOL_CALL") {
         // Not an empty `stop`: the model tried to call a function and Gemini refused what it wrote.
-        return sink.fail(new StreamFailed({ provider, message: `${provider} ended the reply with ${finishReason}` }))
+        return sink.fail(
+          new StreamFailed({ provider, message: `${provider} ended the reply with ${finishReason}` }),
+        )
       }
       const reason = finishReasonOf(finishReason)
       sink.emit(finish(calls > 0 && reason === "stop" ? "tool_calls" : reason, usage))

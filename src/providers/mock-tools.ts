@@ -35,9 +35,9 @@ export const sampleOf = (schema: unknown): unknown => {
 
 /** Every required property, filled by its type. */
 const objectOf = (schema: Record<string, unknown>) => {
-  const properties = (typeof schema.properties === "object" && schema.properties !== null
-    ? schema.properties
-    : {}) as Record<string, unknown>
+  const properties = (
+    typeof schema.properties === "object" && schema.properties !== null ? schema.properties : {}
+  ) as Record<string, unknown>
   const required = Array.isArray(schema.required) ? (schema.required as ReadonlyArray<unknown>) : []
   const value: Record<string, unknown> = {}
   for (const name of required) {
@@ -64,7 +64,10 @@ export const mockToolTurn = (
     const half = Math.floor(args.length / 2)
     const id = `call_mock_${(++calls).toString(36)}`
     return {
-      events: [toolCallDelta(0, args.slice(0, half), { id, name: tool.name }), toolCallDelta(0, args.slice(half))],
+      events: [
+        toolCallDelta(0, args.slice(0, half), { id, name: tool.name }),
+        toolCallDelta(0, args.slice(half)),
+      ],
       finish: "tool_calls",
     }
   }

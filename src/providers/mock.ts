@@ -69,7 +69,11 @@ export const makeMockProvider = (settings: MockSettings): ProviderAdapter => {
           Effect.andThen(
             Effect.forEach(
               turn.events,
-              (event, i) => Effect.andThen(i === 0 ? Effect.void : pause(settings.tokenIntervalMs), Effect.sync(() => onEvent(event))),
+              (event, i) =>
+                Effect.andThen(
+                  i === 0 ? Effect.void : pause(settings.tokenIntervalMs),
+                  Effect.sync(() => onEvent(event)),
+                ),
               { discard: true },
             ),
           ),

@@ -44,14 +44,16 @@ const wireMessage = (message: ChatMessage) => {
             ? { type: "text", text: part.text }
             : {
                 type: "image_url",
-                image_url: part.detail === undefined ? { url: part.url } : { url: part.url, detail: part.detail },
+                image_url:
+                  part.detail === undefined ? { url: part.url } : { url: part.url, detail: part.detail },
               },
         )
   switch (message.role) {
     case "tool":
       return { role: "tool", tool_call_id: message.toolCallId, content }
     case "assistant":
-      if (message.toolCalls === undefined || message.toolCalls.length === 0) return { role: "assistant", content }
+      if (message.toolCalls === undefined || message.toolCalls.length === 0)
+        return { role: "assistant", content }
       return {
         role: "assistant",
         // OpenAI's own replies say null beside tool calls; an empty string is a text part of nothing.
@@ -83,7 +85,8 @@ const optionFields = (request: ProviderRequest) => {
   }
   const choice = request.toolChoice
   if (choice !== undefined) {
-    fields.tool_choice = typeof choice === "string" ? choice : { type: "function", function: { name: choice.name } }
+    fields.tool_choice =
+      typeof choice === "string" ? choice : { type: "function", function: { name: choice.name } }
   }
   if (request.parallelToolCalls !== undefined) fields.parallel_tool_calls = request.parallelToolCalls
   const format = request.responseFormat

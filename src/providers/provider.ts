@@ -1,6 +1,5 @@
 import { Effect, Queue, Stream } from "effect"
 import type { ProviderName } from "../config.ts"
-import type { ProviderError } from "../domain/provider-errors.ts"
 import type {
   Content,
   ResponseFormat,
@@ -9,6 +8,7 @@ import type {
   ToolChoice,
   ToolDefinition,
 } from "../domain/content.ts"
+import type { ProviderError } from "../domain/provider-errors.ts"
 import type { Usage } from "../domain/thread.ts"
 
 /**

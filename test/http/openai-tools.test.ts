@@ -1,7 +1,12 @@
 import OpenAI from "openai"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { expectations, type ExpectedCall } from "../providers/expectations.ts"
-import { defaultTranscripts, type FakeProvider, type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
+import { type ExpectedCall, expectations } from "../providers/expectations.ts"
+import {
+  defaultTranscripts,
+  type FakeProvider,
+  type FakeUpstream,
+  startFakeUpstream,
+} from "../support/fake-upstream.ts"
 import { type RunningGateway, startGateway } from "../support/gateway.ts"
 
 /**
@@ -101,7 +106,11 @@ const ask = (text: string): Array<OpenAI.ChatCompletionMessageParam> => [
 describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
   it("assembles streamed tool calls: stream(…).finalChatCompletion()", async () => {
     upstream.on(protocol.provider, { transcript: protocol.stream, split: "random", maxWrite: 40 })
-    const stream = client.chat.completions.stream({ model: protocol.model, messages: ask("weather?"), tools: [weather] })
+    const stream = client.chat.completions.stream({
+      model: protocol.model,
+      messages: ask("weather?"),
+      tools: [weather],
+    })
     const chunks: Array<OpenAI.ChatCompletionChunk> = []
     stream.on("chunk", (chunk) => chunks.push(chunk))
     const completion = await stream.finalChatCompletion()
@@ -110,7 +119,9 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
     expectCalls(choice.message.tool_calls, callsOf(protocol.stream))
     // The first chunk names the role; each call's first fragment carries id, type and name.
     expect(chunks[0]!.choices[0]!.delta.role).toBe("assistant")
-    const firsts = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []).filter((t) => t.id !== undefined)
+    const firsts = chunks
+      .flatMap((c) => c.choices[0]?.delta.tool_calls ?? [])
+      .filter((t) => t.id !== undefined)
     expect(firsts.every((t) => t.type === "function" && typeof t.function?.name === "string")).toBe(true)
     expect(firsts.length).toBe(callsOf(protocol.stream).length)
     // What the provider was asked: the tool in its own vocabulary.
@@ -180,12 +191,21 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
         expect(sent).toHaveLength(3)
         expect(sent[1]!.role).toBe("assistant")
         expect(sent[1]!.content.filter((b) => b.type === "tool_use")).toEqual(
-          expected.map((call) => ({ type: "tool_use", id: call.id, name: call.name, input: JSON.parse(call.arguments) })),
+          expected.map((call) => ({
+            type: "tool_use",
+            id: call.id,
+            name: call.name,
+            input: JSON.parse(call.arguments),
+          })),
         )
         // Every result in one user turn.
         expect(sent[2]).toEqual({
           role: "user",
-          content: expected.map((call, i) => ({ type: "tool_result", tool_use_id: call.id, content: `result ${i}` })),
+          content: expected.map((call, i) => ({
+            type: "tool_result",
+            tool_use_id: call.id,
+            content: `result ${i}`,
+          })),
         })
         break
       }
@@ -265,14 +285,27 @@ describe("the mock's tool loop, end to end (no network)", () => {
   })
 })
 
+describe("tool turns and the coalescer", () => {
+  it("two identical concurrent requests with tools make two upstream calls (bypass)", async () => {
+    const messages = ask("same")
+    const [a, b] = await Promise.all(
+      [0, 1].map(() => client.chat.completions.create({ model: "mock/tools", messages, tools: [weather] })),
+    )
+    // The mock numbers its calls: one shared call would have given both the same id.
+    expect(a!.choices[0]!.message.tool_calls?.[0]?.id).not.toBe(b!.choices[0]!.message.tool_calls?.[0]?.id)
+  })
+})
+
 describe("what /v1 refuses, in OpenAI's shape", () => {
   it("JSON output on a provider without it names the provider; n > 1 is refused", async () => {
     const json = await client.chat.completions
       .create({ model: "anthropic/claude", messages: ask("x"), response_format: { type: "json_object" } })
       .catch((e: unknown) => e)
     expect(json).toBeInstanceOf(OpenAI.BadRequestError)
-    expect((json as OpenAI.BadRequestError).message).toContain('provider "anthropic"')
-    const n = await client.chat.completions.create({ model: "openai/gpt-4o", messages: ask("x"), n: 2 }).catch((e: unknown) => e)
+    expect((json as InstanceType<typeof OpenAI.BadRequestError>).message).toContain('provider "anthropic"')
+    const n = await client.chat.completions
+      .create({ model: "openai/gpt-4o", messages: ask("x"), n: 2 })
+      .catch((e: unknown) => e)
     expect(n).toBeInstanceOf(OpenAI.BadRequestError)
     expect(upstream.calls()).toHaveLength(0)
   })
@@ -282,12 +315,17 @@ describe("what /v1 refuses, in OpenAI's shape", () => {
     const error = await client.chat.completions
       .create({
         model: "openai/gpt-4o",
-        messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: `data:image/png;base64,${big}` } }] }],
+        messages: [
+          {
+            role: "user",
+            content: [{ type: "image_url", image_url: { url: `data:image/png;base64,${big}` } }],
+          },
+        ],
       })
       .catch((e: unknown) => e)
     expect(error).toBeInstanceOf(OpenAI.APIError)
-    expect((error as OpenAI.APIError).status).toBe(413)
-    expect((error as OpenAI.APIError).code).toBe("image_too_large")
+    expect((error as InstanceType<typeof OpenAI.APIError>).status).toBe(413)
+    expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe("image_too_large")
   })
 
   it("a tool message without its call id", async () => {
@@ -299,7 +337,7 @@ describe("what /v1 refuses, in OpenAI's shape", () => {
       })
       .catch((e: unknown) => e)
     expect(error).toBeInstanceOf(OpenAI.BadRequestError)
-    expect((error as OpenAI.BadRequestError).param).toBe("messages[0].tool_call_id")
+    expect((error as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("messages[0].tool_call_id")
   })
 })
 
@@ -308,7 +346,13 @@ describe("GET /v1/models", () => {
     const ids: Array<string> = []
     for await (const model of client.models.list()) ids.push(model.id)
     expect(ids).toEqual(
-      expect.arrayContaining(["openai/gpt-4o", "openai/gpt-4o-mini", "mock/faststream-ttft", "mock/tools", "fast"]),
+      expect.arrayContaining([
+        "openai/gpt-4o",
+        "openai/gpt-4o-mini",
+        "mock/faststream-ttft",
+        "mock/tools",
+        "fast",
+      ]),
     )
     const one = await client.models.retrieve("openai/gpt-4o")
     expect(one).toMatchObject({ id: "openai/gpt-4o", object: "model", owned_by: "openai" })
@@ -328,7 +372,12 @@ describe("GET /v1/models", () => {
       })
       expect(response.status, `${method} ${path}`).toBeGreaterThanOrEqual(400)
       const body = (await response.json()) as { error: Record<string, unknown> }
-      expect(Object.keys(body.error).sort(), `${method} ${path}`).toEqual(["code", "message", "param", "type"])
+      expect(Object.keys(body.error).sort(), `${method} ${path}`).toEqual([
+        "code",
+        "message",
+        "param",
+        "type",
+      ])
     }
   })
 })

@@ -95,7 +95,11 @@ const toolReplies: Record<string, Expected> = {
         name: "get_current_weather",
         arguments: '{"location": "San Francisco"}',
       },
-      { id: "call_iqCZB6DkOW5TPjHK29vpiAFa", name: "get_current_weather", arguments: '{"location": "Boston"}' },
+      {
+        id: "call_iqCZB6DkOW5TPjHK29vpiAFa",
+        name: "get_current_weather",
+        arguments: '{"location": "Boston"}',
+      },
     ],
   },
   "anthropic-messages-stream-tool-use": {
@@ -109,7 +113,11 @@ const toolReplies: Record<string, Expected> = {
         name: "get_weather",
         arguments: '{"location": "San Francisco, CA", "unit": "celsius"}',
       },
-      { id: "toolu_0121kXsENLvoDZ72LCuAnCCz", name: "get_time", arguments: '{"timezone": "America/Los_Angeles"}' },
+      {
+        id: "toolu_0121kXsENLvoDZ72LCuAnCCz",
+        name: "get_time",
+        arguments: '{"timezone": "America/Los_Angeles"}',
+      },
     ],
   },
   "anthropic-messages-stream-tool-use-empty-input": {
@@ -129,7 +137,11 @@ const toolReplies: Record<string, Expected> = {
     finish: "tool_calls",
     usage: { input_tokens: 374, output_tokens: 82 },
     toolCalls: [
-      { id: "toolu_016q9vtSd8CY2vnZSpEp1j4o", name: "get_weather", arguments: '{"location":"San Francisco"}' },
+      {
+        id: "toolu_016q9vtSd8CY2vnZSpEp1j4o",
+        name: "get_weather",
+        arguments: '{"location":"San Francisco"}',
+      },
     ],
   },
   // Gemini finishes a function call with STOP: in OpenAI's vocabulary that is tool_calls.
@@ -171,7 +183,12 @@ const toolReplies: Record<string, Expected> = {
     finish: "tool_calls",
     usage: { input_tokens: 38, output_tokens: 509 },
     toolCalls: [
-      { id: "call_38CHaLjMG6TujrEPtvTiuQk_0", name: "now", arguments: "{}", signature: /^CtQOAVSoXO74PmYr9AFu/ },
+      {
+        id: "call_38CHaLjMG6TujrEPtvTiuQk_0",
+        name: "now",
+        arguments: "{}",
+        signature: /^CtQOAVSoXO74PmYr9AFu/,
+      },
     ],
   },
   "gemini-nonstream-function-call-parallel": {

@@ -48,12 +48,18 @@ describe("OpenAI: the recorded requests go out as they came in", () => {
     const sent = chatCompletionsBody("openai", throughV1("openai-request-tool-result-parallel"))
     expect(sent.messages).toEqual(original.messages)
     expect(fields(sent).tools).toEqual(original.tools)
-    expect(sent).toMatchObject({ tool_choice: "required", stream: true, stream_options: { include_usage: true } })
+    expect(sent).toMatchObject({
+      tool_choice: "required",
+      stream: true,
+      stream_options: { include_usage: true },
+    })
   })
 
   it("an image content part (openai-request-image)", () => {
     const original = recorded("openai-request-image")
-    expect(chatCompletionsBody("openai", throughV1("openai-request-image")).messages).toEqual(original.messages)
+    expect(chatCompletionsBody("openai", throughV1("openai-request-image")).messages).toEqual(
+      original.messages,
+    )
   })
 
   it("JSON output: response_format as OpenAI names it", () => {
@@ -93,7 +99,9 @@ describe("Anthropic: tool_use and tool_result blocks, image blocks", () => {
       messages,
       maxTokens: original.max_tokens,
       temperature: 1,
-      tools: [{ name: "pelican_name_generator", description: "", parameters: { properties: {}, type: "object" } }],
+      tools: [
+        { name: "pelican_name_generator", description: "", parameters: { properties: {}, type: "object" } },
+      ],
     })
     expect(sent).toEqual(original)
   })
@@ -135,7 +143,9 @@ describe("Anthropic: tool_use and tool_result blocks, image blocks", () => {
       tools: [{ name: "f" }],
     }
     expect(fields(messagesBody({ ...base, toolChoice: "required" })).tool_choice).toEqual({ type: "any" })
-    expect(fields(messagesBody({ ...base, toolChoice: { name: "f" }, parallelToolCalls: false })).tool_choice).toEqual({
+    expect(
+      fields(messagesBody({ ...base, toolChoice: { name: "f" }, parallelToolCalls: false })).tool_choice,
+    ).toEqual({
       type: "tool",
       name: "f",
       disable_parallel_tool_use: true,
@@ -174,7 +184,13 @@ describe("Gemini: functionCall and functionResponse parts, inline images", () =>
         // As an OpenAI client sends a result: by call id only; the name comes from the call.
         { role: "tool", toolCallId: call.functionCall.id, content: '{"return_value":"Mexico"}' },
       ],
-      tools: [{ name: "get_country", description: "", parameters: original.tools[0].functionDeclarations[0].parameters_json_schema }],
+      tools: [
+        {
+          name: "get_country",
+          description: "",
+          parameters: original.tools[0].functionDeclarations[0].parameters_json_schema,
+        },
+      ],
     })
     expect(sent.contents).toEqual(original.contents)
     // The same schema; the recording spells the field snake_case, DAC camelCase (the API takes both).
@@ -236,7 +252,12 @@ describe("Gemini: functionCall and functionResponse parts, inline images", () =>
       toolChoice: { name: "f" },
       responseFormat: { type: "json_schema", name: "a", schema: { type: "object" } },
     })
-    expect(fields(sent).toolConfig).toEqual({ functionCallingConfig: { mode: "ANY", allowedFunctionNames: ["f"] } })
-    expect(sent.generationConfig).toEqual({ responseMimeType: "application/json", responseJsonSchema: { type: "object" } })
+    expect(fields(sent).toolConfig).toEqual({
+      functionCallingConfig: { mode: "ANY", allowedFunctionNames: ["f"] },
+    })
+    expect(sent.generationConfig).toEqual({
+      responseMimeType: "application/json",
+      responseJsonSchema: { type: "object" },
+    })
   })
 })
