@@ -1,5 +1,6 @@
 import { Predicate } from "effect"
 import type { ProviderName } from "../config.ts"
+import { textOf } from "../domain/content.ts"
 import { StreamFailed } from "../domain/provider-errors.ts"
 import type { Usage } from "../domain/thread.ts"
 import { parseJson, sseOrJson, unparseable, usageOf } from "./decode.ts"
@@ -36,9 +37,10 @@ const quirksOf = (provider: ProviderName): Quirks => {
 
 /** A message as Chat Completions carries it: DAC's vocabulary is this one, so mostly renaming. */
 const wireMessage = (message: ChatMessage) => {
+  // Text parts alone go as one string, as DAC always sent them: not every compatible API takes parts.
   const content =
-    typeof message.content === "string"
-      ? message.content
+    typeof message.content === "string" || message.content.every((part) => part.type === "text")
+      ? textOf(message.content)
       : message.content.map((part) =>
           part.type === "text"
             ? { type: "text", text: part.text }
