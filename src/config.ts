@@ -28,6 +28,8 @@ export interface ProviderSettings {
   readonly burst: number
   readonly concurrency: number
   readonly maxQueue: number
+  /** `<P>_MODELS`: the models `GET /v1/models` lists for it (a list, not a restriction). */
+  readonly models?: ReadonlyArray<string> | undefined
 }
 
 export interface UpstreamTimeouts {
@@ -93,6 +95,8 @@ export interface AppConfigShape {
   readonly opsToken: Option.Option<Redacted.Redacted<string>>
   readonly maxBodyBytes: number
   readonly maxContentChars: number
+  /** `MAX_IMAGE_BYTES`: the largest inline (data: URL) image a `/v1` message may carry, decoded. */
+  readonly maxImageBytes: number
   /** `MAX_TITLE_CHARS`: the longest thread title accepted. */
   readonly maxTitleChars: number
   /** `MAX_MESSAGES_PER_REQUEST`: the most messages one `/v1/chat/completions` request may carry. */
@@ -195,6 +199,15 @@ const providerConfig = (name: ProviderName) => {
     burst: positiveInt(`${p}_BURST`, name === "mock" ? 100_000 : 100),
     concurrency: positiveInt(`${p}_CONCURRENCY`, name === "mock" ? 10_000 : 64),
     maxQueue: nonNegativeInt(`${p}_MAX_QUEUE`, name === "mock" ? 100_000 : 1_000),
+    models: Config.String(`${p}_MODELS`).pipe(
+      Config.withDefault(""),
+      Config.map((text) =>
+        text
+          .split(",")
+          .map((model) => model.trim())
+          .filter((model) => model !== ""),
+      ),
+    ),
   })
 }
 
@@ -293,6 +306,8 @@ export const appConfig = Config.all({
   maxBodyBytes: positiveInt("MAX_BODY_BYTES", 1024 * 1024),
   maxContentChars: positiveInt("MAX_CONTENT_CHARS", 200_000),
   maxTitleChars: positiveInt("MAX_TITLE_CHARS", 1_000),
+  // Anthropic's own limit per image; MAX_BODY_BYTES bounds the whole body first.
+  maxImageBytes: positiveInt("MAX_IMAGE_BYTES", 5 * 1024 * 1024),
   maxMessagesPerRequest: positiveInt("MAX_MESSAGES_PER_REQUEST", 1_000),
   maxHeaderBytes: positiveInt("MAX_HEADER_BYTES", 16 * 1024),
   generationMaxMs: durationMs("GENERATION_MAX_MS", 10 * 60_000),

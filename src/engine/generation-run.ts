@@ -11,6 +11,7 @@ import type { GenerationError, GenerationOutcome, GenerationSpec } from "./gener
 import type { LiveGeneration } from "./live-generation.ts"
 import type { Ticket } from "./pacer.ts"
 import type { ReplyProgress } from "./reply-progress.ts"
+import { ToolCallAccumulator } from "./tool-calls.ts"
 
 /** Node's timers take at most 2^31-1 ms; a longer delay would fire at once. */
 const maxTimerMs = 2 ** 31 - 1
@@ -130,6 +131,7 @@ export const makeRun = (deps: RunDeps) => {
     let queueWaitMs = 0
     let usage: Usage | null = null
     let finishReason: string | null = null
+    const toolCalls = new ToolCallAccumulator()
     /** The stored reply once its insert landed, and how its growth is told to the writer. */
     let stored: Message | undefined
     let grew: ((bytes: number) => void) | undefined
@@ -164,6 +166,10 @@ export const makeRun = (deps: RunDeps) => {
           grew?.(bytes)
           break
         }
+        case "ToolCallDelta":
+          if (generation.stopping) break
+          generation.emit("tool_call", toolCalls.add(event))
+          break
         case "Finish":
           finishReason = event.reason
           usage = event.usage
@@ -316,7 +322,7 @@ export const makeRun = (deps: RunDeps) => {
             retryable: true,
           })
         } else if (outcome.status === "complete") {
-          result = { _tag: "Completed", message, usage, ...timings }
+          result = { _tag: "Completed", message, usage, toolCalls: toolCalls.result(), ...timings }
           yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
           generation.end(result, "done", {
             message_id: message.message_id,

@@ -1,5 +1,6 @@
 import { Context, Deferred, Effect, Layer, Option, type Stream } from "effect"
 import { AppConfig } from "../config.ts"
+import type { ToolCall } from "../domain/content.ts"
 import type {
   GenerationTimeout,
   GenerationTooLarge,
@@ -46,7 +47,13 @@ export type GenerationError =
 /** How a generation ended; the assistant message is persisted in that state (or will be, see above). */
 export type GenerationOutcome = Timings &
   (
-    | { readonly _tag: "Completed"; readonly message: Message; readonly usage: Usage | null }
+    | {
+        readonly _tag: "Completed"
+        readonly message: Message
+        readonly usage: Usage | null
+        /** The tool calls the reply made, in order; undefined when it made none. */
+        readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
+      }
     | { readonly _tag: "Failed"; readonly message: Message; readonly error: GenerationError }
     | { readonly _tag: "Cancelled"; readonly message: Message }
   )

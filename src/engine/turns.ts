@@ -27,7 +27,7 @@ import {
 } from "../domain/ids.ts"
 import type { Caller } from "../domain/keys.ts"
 import type { Thread, Usage } from "../domain/thread.ts"
-import type { ChatMessage } from "../providers/provider.ts"
+import type { ChatMessage, ProviderOptions } from "../providers/provider.ts"
 import { Providers } from "../providers/providers.ts"
 import { type InsertedTurn, MessagesRepo, type StoredReply } from "../store/messages-repo.ts"
 import type { RequestLogEntry } from "../store/request-log-repo.ts"
@@ -45,6 +45,7 @@ import {
 import { type KeyAdmission, KeyLimiter, noLimit } from "./key-limits.ts"
 import { Pacer } from "./pacer.ts"
 import { type InsertError, type ThreadActor, ThreadActors } from "./thread-actors.ts"
+import { bypassesCoalescing } from "./tool-calls.ts"
 
 /** The refusals logged as `rejected` requests: nothing was stored or sent for them. */
 const rejections = new Set([
@@ -79,6 +80,8 @@ export interface TurnInput {
    */
   readonly conversation?: ReadonlyArray<ChatMessage> | undefined
   readonly body: ChatRequest
+  /** Tools, tool choice, output format: passed on to the provider as they are. */
+  readonly options?: ProviderOptions | undefined
   /** Waiting for the whole reply, or streaming it (`STREAM_FANOUT_ENABLED=0` stops sharing streams). */
   readonly mode: "wait" | "stream"
   /** Same key and body → the same turn; same key, other body → 409. */
@@ -296,6 +299,7 @@ export class Turns extends Context.Service<
             topP: body.top_p,
             stop: body.stop,
             stream: streamsUpstream(input),
+            ...input.options,
             // A thread turn's history is read from its actor when its turn comes.
             messages: input.conversation ?? [{ role: "user", content: body.content }],
           },
@@ -367,7 +371,10 @@ export class Turns extends Context.Service<
           })
 
           const sharable =
-            coalescer.enabled && input.coalesce !== false && (input.mode === "wait" || coalescer.streamFanout)
+            coalescer.enabled &&
+            input.coalesce !== false &&
+            (input.mode === "wait" || coalescer.streamFanout) &&
+            !bypassesCoalescing(input.options, input.conversation)
           if (!sharable && input.idempotencyKey === undefined) {
             return started("bypass", yield* lead(input, actor, requestId, startedAt, admission))
           }

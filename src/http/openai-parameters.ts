@@ -10,17 +10,15 @@ const isEmpty = (value: unknown) =>
 /**
  * Parameters that change what the model answers and that DAC does not pass on to providers, each
  * with the values that mean "as if not sent" (what some clients send by default). Any other value
- * is refused with a 400 naming it: answering as if it had not been sent (no tool calls for a
- * request with `tools`, prose for `response_format: json_object`) would be a silent wrong answer.
- * `seed`, `user`, `metadata`, `store`, `service_tier` and `parallel_tool_calls` are accepted and
- * not passed on: they do not change what an answer is.
+ * is refused with a 400 naming it: answering as if it had not been sent (no function call for a
+ * request with `functions`) would be a silent wrong answer. `seed`, `user`, `metadata`, `store`
+ * and `service_tier` are accepted and not passed on: they do not change what an answer is.
+ * (`tools`, `tool_choice`, `parallel_tool_calls`, `response_format` and `n` are passed on:
+ * openai-request.ts.)
  */
 const notPassedOn: ReadonlyArray<readonly [name: string, isDefault: (value: unknown) => boolean]> = [
-  ["tools", isEmpty],
-  ["tool_choice", (v) => v === "none" || v === "auto"],
   ["functions", isEmpty],
   ["function_call", (v) => v === "none" || v === "auto"],
-  ["response_format", (v) => (v as { type?: unknown }).type === "text"],
   ["presence_penalty", (v) => v === 0],
   ["frequency_penalty", (v) => v === 0],
   ["logit_bias", isEmpty],

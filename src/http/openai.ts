@@ -1,56 +1,27 @@
 import { createHash } from "node:crypto"
 import { Effect, Exit, Layer, Schema, SchemaIssue } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { AppConfig, type ModelTarget } from "../config.ts"
-import { type ChatRequest, StopSequence, StopSequences } from "../domain/chat.ts"
+import { AppConfig, isProviderName, type ModelTarget } from "../config.ts"
+import type { ChatRequest } from "../domain/chat.ts"
+import { dataUrlOf, type ToolCall, textOf } from "../domain/content.ts"
 import { IdempotencyKey, OrgId } from "../domain/ids.ts"
 import type { Caller } from "../domain/keys.ts"
-import { modelNameChecks, storableText } from "../domain/text.ts"
 import type { Usage } from "../domain/thread.ts"
 import { ApiKeys } from "../engine/api-keys.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
+import { unsupportedOption } from "../providers/capabilities.ts"
 import type { ChatMessage } from "../providers/provider.ts"
+import { Providers } from "../providers/providers.ts"
 import { headerCaller } from "./caller.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
 import { type ListenerFormat, subscribeBody } from "./listener-body.ts"
 import { isBodyTooLarge } from "./middleware.ts"
 import { openAiErrorBody as errorBody, openAiError } from "./openai-errors.ts"
+import { listModels, modelList, retrieveModel } from "./openai-models.ts"
 import { unsupportedParameter } from "./openai-parameters.ts"
+import { CompletionRequest, chatMessageOf, messageProblem, optionsOf, wireCallId } from "./openai-request.ts"
 import { presentedKey } from "./org.ts"
 import { sseResponse } from "./stream.ts"
-
-/** OpenAI's message: text content as a string or as text parts. */
-const OpenAiMessage = Schema.Struct({
-  role: Schema.Literals(["system", "developer", "user", "assistant"]),
-  content: Schema.Union([
-    Schema.String.check(storableText),
-    Schema.Array(Schema.Struct({ type: Schema.Literal("text"), text: Schema.String.check(storableText) })),
-  ]),
-})
-
-/**
- * The part of OpenAI's Chat Completions request DAC passes on. Fields that would change the answer
- * are refused by `unsupportedParameter` unless they hold their default; the others are ignored.
- */
-export const CompletionRequest = Schema.Struct({
-  model: Schema.String.check(Schema.isNonEmpty({ message: "model must not be empty" }), ...modelNameChecks),
-  messages: Schema.Array(OpenAiMessage).check(
-    Schema.isMinLength(1, { message: "messages must not be empty" }),
-  ),
-  stream: Schema.optional(Schema.NullOr(Schema.Boolean)),
-  stream_options: Schema.optional(
-    Schema.NullOr(Schema.Struct({ include_usage: Schema.optional(Schema.Boolean) })),
-  ),
-  max_tokens: Schema.optional(Schema.NullOr(Schema.Int.check(Schema.isGreaterThan(0)))),
-  max_completion_tokens: Schema.optional(Schema.NullOr(Schema.Int.check(Schema.isGreaterThan(0)))),
-  temperature: Schema.optional(
-    Schema.NullOr(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 2 }))),
-  ),
-  top_p: Schema.optional(Schema.NullOr(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 })))),
-  stop: Schema.optional(Schema.NullOr(Schema.Union([StopSequence, StopSequences]))),
-  n: Schema.optional(Schema.NullOr(Schema.Literal(1))),
-})
-type CompletionRequest = typeof CompletionRequest.Type
 
 const decodeRequest = Schema.decodeUnknownExit(CompletionRequest, { errors: "all" })
 
@@ -120,8 +91,31 @@ const describeIssues = (issue: SchemaIssue.Issue) => {
   return { message: shown.join("; ") + more, param: param === "" ? null : param }
 }
 
-const textOf = (content: CompletionRequest["messages"][number]["content"]) =>
-  typeof content === "string" ? content : content.map((part) => part.text).join("")
+/** A reply's tool calls in OpenAI's words. */
+const toolCallsOf = (calls: ReadonlyArray<ToolCall>) =>
+  calls.map((call) => ({
+    id: wireCallId(call.id, call.extra?.thoughtSignature),
+    type: "function",
+    function: { name: call.name, arguments: call.arguments },
+  }))
+
+/** The `delta` of one tool-call fragment: its first carries id, type and name, the rest only arguments. */
+const toolCallDeltaOf = (data: Readonly<Record<string, unknown>>) => {
+  const args = data.arguments_delta
+  if (typeof data.id !== "string")
+    return { tool_calls: [{ index: data.index, function: { arguments: args } }] }
+  const signature = typeof data.thought_signature === "string" ? data.thought_signature : undefined
+  return {
+    tool_calls: [
+      {
+        index: data.index,
+        id: wireCallId(data.id, signature),
+        type: "function",
+        function: { name: data.name, arguments: args },
+      },
+    ],
+  }
+}
 
 const encoder = new TextEncoder()
 const sse = (value: unknown) => encoder.encode(`data: ${JSON.stringify(value)}\n\n`)
@@ -159,6 +153,8 @@ const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean, stal
       switch (f.type) {
         case "delta":
           return Buffer.from(deltaBefore + JSON.stringify(f.data.text) + deltaAfter)
+        case "tool_call":
+          return sse(chunk(toolCallDeltaOf(f.data), null))
         case "done": {
           // The done frame carries the usage and finish reason: no need to wait for the outcome.
           const finish = sse(chunk({}, String(f.data.finish_reason ?? "stop")))
@@ -202,9 +198,11 @@ const expectedModel = (aliases: ReadonlyMap<string, ModelTarget>) => {
 /**
  * `POST /v1/chat/completions`: OpenAI's request and response shapes (streaming and not), so the
  * official SDKs work unchanged. `model` is a configured alias (`MODEL_ALIASES`, looked up first) or
- * `provider/model` (e.g. `mock/faststream-ttft`); the response echoes it as sent. The pacer,
- * coalescer (keyed on the whole conversation), fan-out and cancel all apply; nothing is stored as a
- * thread.
+ * `provider/model` (e.g. `mock/faststream-ttft`); the response echoes it as sent. Tools, images and
+ * JSON output are passed on in each provider's terms (openai-request.ts, providers/capabilities.ts);
+ * tool calls come back in OpenAI's shape. The pacer, coalescer (keyed on the whole conversation;
+ * tool turns bypass it), fan-out and cancel all apply; nothing is stored as a thread. Beside it,
+ * `GET /v1/models[/{id}]` (openai-models.ts).
  */
 export const OpenAiRoute = Layer.unwrap(
   Effect.gen(function* () {
@@ -212,7 +210,35 @@ export const OpenAiRoute = Layer.unwrap(
     const keys = yield* ApiKeys
     const expected = expectedModel(config.modelAliases)
     const callerOf = config.authMode === "header" ? headerModeCaller : keyCaller(keys)
-    return HttpRouter.add("POST", "/v1/chat/completions", completions(config, expected, callerOf))
+    const models = modelList(config, (yield* Providers).status)
+    const list = listModels(models)
+    /** A models route behind the same authentication as completions. */
+    const authenticated = (answer: (url: string) => HttpServerResponse.HttpServerResponse) =>
+      Effect.gen(function* () {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const caller = yield* callerOf(request.headers)
+        if (HttpServerResponse.isHttpServerResponse(caller)) return caller
+        return answer(request.url)
+      })
+    return Layer.mergeAll(
+      HttpRouter.add("POST", "/v1/chat/completions", completions(config, expected, callerOf)),
+      // `/v1/models/*` is also `/v1/models` (HttpRouter registers both): the list, or one model.
+      HttpRouter.add(
+        "GET",
+        "/v1/models/*",
+        authenticated((url) => {
+          const path = url.split("?")[0]!.replace(/^\/v1\/models\/?/, "")
+          if (path === "") return list()
+          let id = path
+          try {
+            id = decodeURIComponent(path)
+          } catch {
+            // Not percent-encoded as it should be: looked up as sent.
+          }
+          return retrieveModel(models, id)
+        }),
+      ),
+    )
   }),
 )
 
@@ -251,6 +277,8 @@ interface CompletionLimits {
   readonly modelAliases: ReadonlyMap<string, ModelTarget>
   readonly maxMessagesPerRequest: number
   readonly maxContentChars: number
+  /** MAX_IMAGE_BYTES: the largest image (decoded) a message may carry inline. */
+  readonly maxImageBytes: number
   /** STALLED_WRITE_TIMEOUT_MS: a stream whose client reads nothing this long is closed. */
   readonly stalledWriteTimeoutMs: number
 }
@@ -311,6 +339,31 @@ const outOfBounds = (json: unknown, limits: CompletionLimits) => {
   return undefined
 }
 
+/** The 413 for the first inline image larger than MAX_IMAGE_BYTES (decoded), if any. */
+const imageTooLarge = (conversation: ReadonlyArray<ChatMessage>, maxImageBytes: number) => {
+  for (const [index, message] of conversation.entries()) {
+    if (typeof message.content === "string") continue
+    for (const [at, part] of message.content.entries()) {
+      if (part.type !== "image_url") continue
+      const inline = dataUrlOf(part.url)
+      if (inline === undefined) continue
+      const padding = inline.data.endsWith("==") ? 2 : inline.data.endsWith("=") ? 1 : 0
+      const bytes = Math.floor((inline.data.length * 3) / 4) - padding
+      if (bytes > maxImageBytes) {
+        const param = `messages[${index}].content[${at}].image_url`
+        return openAiError(
+          413,
+          "image_too_large",
+          `${param} is an image of ${bytes} bytes; the limit is ${maxImageBytes} (MAX_IMAGE_BYTES)`,
+          {},
+          param,
+        )
+      }
+    }
+  }
+  return undefined
+}
+
 const completions = (limits: CompletionLimits, expectedModel: string, callerOf: CallerOf) =>
   Effect.gen(function* () {
     const { modelAliases, stalledWriteTimeoutMs: stalledWriteMs } = limits
@@ -345,27 +398,37 @@ const completions = (limits: CompletionLimits, expectedModel: string, callerOf: 
       return openAiError(
         400,
         "unsupported_parameter",
-        `"${unsupported}" is not supported: DAC passes on model, messages, stream, stream_options, max_tokens, max_completion_tokens, temperature, top_p and stop; leave "${unsupported}" out or send its default`,
+        `"${unsupported}" is not supported: DAC passes on model, messages, stream, stream_options, max_tokens, max_completion_tokens, temperature, top_p, stop, n, tools, tool_choice, parallel_tool_calls and response_format; leave "${unsupported}" out or send its default`,
         {},
         unsupported,
       )
     }
     const body = decoded.value
+    for (const [index, message] of body.messages.entries()) {
+      const problem = messageProblem(message, index)
+      if (problem !== undefined)
+        return openAiError(400, "invalid_request", problem.message, {}, problem.param)
+    }
     const alias = modelAliases.get(body.model)
     const slash = alias === undefined ? body.model.indexOf("/") : -1
     if (alias === undefined && (slash <= 0 || slash === body.model.length - 1)) {
       return openAiError(400, "model_not_found", `${expectedModel}, got "${body.model}"`)
     }
-    const conversation: Array<ChatMessage> = body.messages.map((m) => ({
-      role: m.role === "developer" ? "system" : m.role,
-      content: textOf(m.content),
-    }))
+    const provider = alias === undefined ? body.model.slice(0, slash) : alias.provider
+    const conversation = body.messages.map(chatMessageOf)
+    const tooLarge = imageTooLarge(conversation, limits.maxImageBytes)
+    if (tooLarge !== undefined) return tooLarge
+    const options = optionsOf(body)
+    if (options !== undefined && isProviderName(provider)) {
+      const problem = unsupportedOption(provider, options)
+      if (problem !== undefined) return openAiError(400, "unsupported_parameter", problem)
+    }
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined
     const stop = typeof body.stop === "string" ? [body.stop] : (body.stop ?? [])
     const chat: ChatRequest = {
       role: "user",
-      content: conversation.at(-1)!.content,
-      provider: alias === undefined ? body.model.slice(0, slash) : alias.provider,
+      content: textOf(conversation.at(-1)!.content),
+      provider,
       model: alias === undefined ? body.model.slice(slash + 1) : alias.model,
       ...(body.temperature == null ? {} : { temperature: body.temperature }),
       ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
@@ -379,6 +442,7 @@ const completions = (limits: CompletionLimits, expectedModel: string, callerOf: 
       threadId: null,
       conversation,
       body: chat,
+      options,
       mode: stream ? ("stream" as const) : ("wait" as const),
       idempotencyKey: idempotencyKey || undefined,
       coalesce: request.headers["x-dac-coalesce"]?.toLowerCase() !== "off",
@@ -393,6 +457,8 @@ const completions = (limits: CompletionLimits, expectedModel: string, callerOf: 
     const result = yield* turns.complete(input).pipe(Effect.result)
     if (result._tag === "Failure") return fromDescribed(result.failure)
     const { turn, outcome } = result.success
+    const calls = outcome.toolCalls
+    const text = outcome.message.content
     return HttpServerResponse.jsonUnsafe({
       id: `chatcmpl-${turn.requestId}`,
       object: "chat.completion",
@@ -401,7 +467,16 @@ const completions = (limits: CompletionLimits, expectedModel: string, callerOf: 
       choices: [
         {
           index: 0,
-          message: { role: "assistant", content: outcome.message.content, refusal: null },
+          message:
+            calls === undefined
+              ? { role: "assistant", content: text, refusal: null }
+              : {
+                  role: "assistant",
+                  // OpenAI's own shape: null content beside tool calls when the reply has no text.
+                  content: text === "" ? null : text,
+                  refusal: null,
+                  tool_calls: toolCallsOf(calls),
+                },
           finish_reason: outcome.message.finish_reason ?? "stop",
           logprobs: null,
         },

@@ -1,6 +1,8 @@
 import { Effect } from "effect"
 import type { MockSettings } from "../config.ts"
+import { textOf } from "../domain/content.ts"
 import { StreamFailed } from "../domain/provider-errors.ts"
+import { mockToolTurn } from "./mock-tools.ts"
 import {
   type EventListener,
   FirstByte,
@@ -13,12 +15,14 @@ import {
 
 /**
  * The mock's models: a fast normal stream, one that fails half way, one that never ends until
- * interrupted (or, given `max_tokens`, ends after that many tokens with finish `length`).
+ * interrupted (or, given `max_tokens`, ends after that many tokens with finish `length`), and one
+ * that calls tools (mock-tools.ts).
  */
 export const mockModels = {
   fast: "faststream-ttft",
   failing: "failing-midstream",
   endless: "never-ending",
+  tools: "tools",
 } as const
 
 const words = ["Hello", " from", " the", " DAC", " mock", " provider", "."]
@@ -28,7 +32,7 @@ export const mockReplyText = (tokens: number): string =>
   Array.from({ length: tokens }, (_, i) => words[i % words.length]).join("")
 
 const estimateTokens = (request: ProviderRequest) =>
-  request.messages.reduce((total, message) => total + Math.ceil(message.content.length / 4), 0)
+  request.messages.reduce((total, message) => total + Math.ceil(textOf(message.content).length / 4), 0)
 
 /**
  * An in-process provider with no network: first token after `ttftMs`, then one every
@@ -58,6 +62,24 @@ export const makeMockProvider = (settings: MockSettings): ProviderAdapter => {
       Effect.sync(() => onEvent(FirstByte)),
     )
     switch (request.model) {
+      case mockModels.tools: {
+        const turn = mockToolTurn(request)
+        const usage = { input_tokens: estimateTokens(request), output_tokens: turn.events.length }
+        return firstByte.pipe(
+          Effect.andThen(
+            Effect.forEach(
+              turn.events,
+              (event, i) =>
+                Effect.andThen(
+                  i === 0 ? Effect.void : pause(settings.tokenIntervalMs),
+                  Effect.sync(() => onEvent(event)),
+                ),
+              { discard: true },
+            ),
+          ),
+          Effect.andThen(Effect.sync(() => onEvent(finish(turn.finish, usage)))),
+        )
+      }
       case mockModels.failing:
         return firstByte.pipe(
           Effect.andThen(tokens(Math.max(1, Math.floor(count / 2)), onEvent)),

@@ -1,15 +1,41 @@
 import { Effect, Queue, Stream } from "effect"
 import type { ProviderName } from "../config.ts"
+import type {
+  Content,
+  ResponseFormat,
+  ToolCall,
+  ToolCallExtra,
+  ToolChoice,
+  ToolDefinition,
+} from "../domain/content.ts"
 import type { ProviderError } from "../domain/provider-errors.ts"
 import type { Usage } from "../domain/thread.ts"
 
-/** One message of the conversation sent upstream. */
+/**
+ * One message of the conversation sent upstream. An assistant message may carry the tool calls it
+ * made (its content then often ""); a `tool` message is one call's result, naming the call
+ * (`toolCallId`) and, where known, the function (`name`: Gemini answers a function by name).
+ */
 export interface ChatMessage {
-  readonly role: "system" | "user" | "assistant"
-  readonly content: string
+  readonly role: "system" | "user" | "assistant" | "tool"
+  readonly content: Content
+  readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
+  readonly toolCallId?: string | undefined
+  readonly name?: string | undefined
 }
 
-export interface ProviderRequest {
+/** What a request may ask besides sampling: tools, the output format, several choices. */
+export interface ProviderOptions {
+  readonly tools?: ReadonlyArray<ToolDefinition> | undefined
+  readonly toolChoice?: ToolChoice | undefined
+  /** `false`: at most one call per reply (Anthropic's `disable_parallel_tool_use`). */
+  readonly parallelToolCalls?: boolean | undefined
+  readonly responseFormat?: ResponseFormat | undefined
+  /** Choices asked for; only 1 gets this far (see providers/capabilities.ts). */
+  readonly n?: number | undefined
+}
+
+export interface ProviderRequest extends ProviderOptions {
   readonly provider: ProviderName
   readonly model: string
   readonly messages: ReadonlyArray<ChatMessage>
@@ -37,11 +63,32 @@ export type ProviderEvent =
   /** A successful answer said a rate limit is used up: the pacer holds this provider for `pauseMs`. */
   | { readonly _tag: "RateLimitHint"; readonly pauseMs: number }
   | { readonly _tag: "TextDelta"; readonly text: string }
+  /**
+   * A fragment of tool call `index` (0, 1, … in the reply's order): its first fragment carries `id`
+   * and `name`, later ones only more of the arguments' JSON text. A provider that sends whole calls
+   * (Gemini) sends each as one delta with its whole arguments.
+   */
+  | {
+      readonly _tag: "ToolCallDelta"
+      readonly index: number
+      readonly id?: string | undefined
+      readonly name?: string | undefined
+      readonly argumentsDelta: string
+      readonly extra?: ToolCallExtra | undefined
+    }
   | { readonly _tag: "Finish"; readonly reason: string; readonly usage: Usage | null }
 
 export const FirstByte: ProviderEvent = { _tag: "FirstByte" }
 export const rateLimitHint = (pauseMs: number): ProviderEvent => ({ _tag: "RateLimitHint", pauseMs })
 export const textDelta = (text: string): ProviderEvent => ({ _tag: "TextDelta", text })
+export const toolCallDelta = (
+  index: number,
+  argumentsDelta: string,
+  start?: { readonly id: string; readonly name: string; readonly extra?: ToolCallExtra | undefined },
+): ProviderEvent =>
+  start === undefined
+    ? { _tag: "ToolCallDelta", index, argumentsDelta }
+    : { _tag: "ToolCallDelta", index, argumentsDelta, ...start }
 export const finish = (reason: string, usage: Usage | null): ProviderEvent => ({
   _tag: "Finish",
   reason,

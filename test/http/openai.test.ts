@@ -204,13 +204,17 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
       expect(error).toBeInstanceOf(OpenAI.BadRequestError)
       return error as InstanceType<typeof OpenAI.BadRequestError>
     }
-    const tools = await refused({
-      tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object" } } }],
+    const functions = await refused({
+      functions: [{ name: "lookup", parameters: { type: "object" } }],
     })
-    expect(tools.code).toBe("unsupported_parameter")
-    expect(tools.param).toBe("tools")
-    expect(tools.message).toContain('"tools" is not supported')
-    expect((await refused({ response_format: { type: "json_object" } })).param).toBe("response_format")
+    expect(functions.code).toBe("unsupported_parameter")
+    expect(functions.param).toBe("functions")
+    expect(functions.message).toContain('"functions" is not supported')
+    // JSON output is passed on where the provider has it; the mock has none, and says so.
+    const json = await refused({ response_format: { type: "json_object" } })
+    expect(json.code).toBe("unsupported_parameter")
+    expect(json.message).toContain('not supported by provider "mock"')
+    expect((await refused({ n: 2 })).message).toContain("n > 1")
     expect((await refused({ stream: true, logprobs: true })).param).toBe("logprobs")
 
     // Defaults some clients always send, and fields that do not change an answer, are accepted.

@@ -14,6 +14,8 @@ export type Expected =
       readonly text: string | RegExp
       readonly finish: string
       readonly usage: Usage | null
+      /** The tool calls, whole; `signature` matches Gemini's thoughtSignature (absent: none). */
+      readonly toolCalls?: ReadonlyArray<ExpectedCall>
     }
   | {
       readonly provider: FakeProvider
@@ -28,6 +30,13 @@ export type Expected =
         readonly message: RegExp
       }
     }
+
+export interface ExpectedCall {
+  readonly id: string
+  readonly name: string
+  readonly arguments: string
+  readonly signature?: RegExp
+}
 
 const rateLimited = {
   tag: "RateLimited",
@@ -51,8 +60,9 @@ const streamFailed = {
 } as const
 
 /**
- * Replies that call tools: their text, finish reason and usage. The tool calls themselves are not
- * decoded yet (the issue on tool calls adds them to these expectations).
+ * Replies that call tools: their text, finish reason, usage and the calls themselves, put together
+ * from however many fragments the wire split them into. Gemini gives most calls no id: DAC makes
+ * one from the response's id and the call's place.
  */
 const toolReplies: Record<string, Expected> = {
   "openai-chat-stream-tool-calls": {
@@ -60,36 +70,79 @@ const toolReplies: Record<string, Expected> = {
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 417, output_tokens: 44 },
+    toolCalls: [
+      { id: "call_NS4iQj14cDFwc0BnrKqDHavt", name: "get_weather", arguments: '{"city": "Mexico City"}' },
+      { id: "call_SkGkkGDvHQEEk0CGbnAh2AQw", name: "get_product_name", arguments: "{}" },
+    ],
   },
   "openai-chat-nonstream-tool-calls": {
     provider: "openai",
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 92, output_tokens: 17 },
+    toolCalls: [
+      { id: "call_TTY8UFNo7rNCaOBUNtlRSvMG", name: "lookup_population", arguments: '{"country":"Crumpet"}' },
+    ],
   },
   "openai-chat-nonstream-tool-calls-parallel": {
     provider: "openai",
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 70, output_tokens: 46 },
+    toolCalls: [
+      {
+        id: "call_rU416PaA6UFgxje2GemBVAwt",
+        name: "get_current_weather",
+        arguments: '{"location": "San Francisco"}',
+      },
+      {
+        id: "call_iqCZB6DkOW5TPjHK29vpiAFa",
+        name: "get_current_weather",
+        arguments: '{"location": "Boston"}',
+      },
+    ],
   },
   "anthropic-messages-stream-tool-use": {
     provider: "anthropic",
     text: "Certainly! I can help you with that information. To get the weather and current time in San Francisco, I'll need to use two separate functions. Let me fetch that data for you.",
     finish: "tool_calls",
     usage: { input_tokens: 506, output_tokens: 153 },
+    toolCalls: [
+      {
+        id: "toolu_014x5X91kx3fvdhpLvwXZWE2",
+        name: "get_weather",
+        arguments: '{"location": "San Francisco, CA", "unit": "celsius"}',
+      },
+      {
+        id: "toolu_0121kXsENLvoDZ72LCuAnCCz",
+        name: "get_time",
+        arguments: '{"timezone": "America/Los_Angeles"}',
+      },
+    ],
   },
   "anthropic-messages-stream-tool-use-empty-input": {
     provider: "anthropic",
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 542, output_tokens: 62 },
+    toolCalls: [
+      // A tool without parameters streams a single "": its arguments are {}.
+      { id: "toolu_01LtHJmixrs9NcWQkK8hu8hj", name: "pelican_name_generator", arguments: "{}" },
+      { id: "toolu_01N8a4jWyf116qKTMqKKmjyt", name: "pelican_name_generator", arguments: "{}" },
+    ],
   },
   "anthropic-messages-nonstream-tool-use": {
     provider: "anthropic",
     text: "I'll help you with that by checking the weather and news for San Francisco right away.\n\nFirst, let's check the weather:",
     finish: "tool_calls",
     usage: { input_tokens: 374, output_tokens: 82 },
+    toolCalls: [
+      {
+        id: "toolu_016q9vtSd8CY2vnZSpEp1j4o",
+        name: "get_weather",
+        arguments: '{"location":"San Francisco"}',
+      },
+    ],
   },
   // Gemini finishes a function call with STOP: in OpenAI's vocabulary that is tool_calls.
   "gemini-stream-function-call": {
@@ -97,30 +150,63 @@ const toolReplies: Record<string, Expected> = {
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 29, output_tokens: 212 },
+    toolCalls: [
+      {
+        id: "call_QUVVadTSNJ6_qtsPvN7J8Q0_0",
+        name: "get_country",
+        arguments: "{}",
+        signature: /^EpwICpkIAXLI2nxlU6gs[A-Za-z0-9+/]+={0,2}$/,
+      },
+    ],
   },
   "gemini-stream-function-call-2.0": {
     provider: "gemini",
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 52, output_tokens: 5 },
+    toolCalls: [
+      { id: "call_1lpeaMTxIpW1nvgP-O3vwQY_0", name: "get_capital", arguments: '{"country":"France"}' },
+    ],
   },
   "gemini-stream-function-call-id": {
     provider: "gemini",
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 29, output_tokens: 81 },
+    toolCalls: [
+      { id: "96c1su3s", name: "get_user_country", arguments: "{}", signature: /^EpIDCo8DAQw51scL\+dHf/ },
+    ],
   },
   "gemini-nonstream-function-call": {
     provider: "gemini",
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 38, output_tokens: 509 },
+    toolCalls: [
+      {
+        id: "call_38CHaLjMG6TujrEPtvTiuQk_0",
+        name: "now",
+        arguments: "{}",
+        signature: /^CtQOAVSoXO74PmYr9AFu/,
+      },
+    ],
   },
   "gemini-nonstream-function-call-parallel": {
     provider: "gemini",
     text: "",
     finish: "tool_calls",
     usage: { input_tokens: 83, output_tokens: 220 },
+    toolCalls: [
+      // Only the first of parallel calls carries a signature.
+      {
+        id: "call_wOd8abGuO5rgz7IP5tLEGA_0",
+        name: "generate_topic",
+        arguments: "{}",
+        signature: /^Es8FCswFAXLI2nxFGW9o/,
+      },
+      { id: "call_wOd8abGuO5rgz7IP5tLEGA_1", name: "generate_topic", arguments: "{}" },
+      { id: "call_wOd8abGuO5rgz7IP5tLEGA_2", name: "generate_topic", arguments: "{}" },
+    ],
   },
 }
 
@@ -283,5 +369,14 @@ export const expectOutcome = (outcome: Outcome, expected: Expected) => {
     if (typeof expected.text === "string") expect(outcome.text).toBe(expected.text)
     else expect(outcome.text).toMatch(expected.text)
     expect(outcome.finish).toEqual({ reason: expected.finish, usage: expected.usage })
+    const calls = outcome.toolCalls ?? []
+    expect(calls.map(({ id, name, arguments: args }) => ({ id, name, arguments: args }))).toEqual(
+      (expected.toolCalls ?? []).map(({ id, name, arguments: args }) => ({ id, name, arguments: args })),
+    )
+    for (const [index, call] of (expected.toolCalls ?? []).entries()) {
+      const signature = calls[index]?.extra?.thoughtSignature
+      if (call.signature === undefined) expect(signature).toBeUndefined()
+      else expect(signature).toMatch(call.signature)
+    }
   }
 }

@@ -1,7 +1,9 @@
 import { Effect, Exit, Option, Redacted, References, type Scope, Stream } from "effect"
 import type { ProviderSettings, UpstreamTimeouts } from "../../src/config.ts"
+import type { ToolCall } from "../../src/domain/content.ts"
 import type { ProviderError } from "../../src/domain/provider-errors.ts"
 import type { Usage } from "../../src/domain/thread.ts"
+import { ToolCallAccumulator } from "../../src/engine/tool-calls.ts"
 import type { EventSink, MakeDecoder } from "../../src/providers/http.ts"
 import type { ProviderAdapter, ProviderEvent, ProviderRequest } from "../../src/providers/provider.ts"
 import { remoteAdapters } from "../../src/providers/remote.ts"
@@ -55,16 +57,20 @@ export interface Outcome {
   readonly text: string
   readonly finish: { readonly reason: string; readonly usage: Usage | null } | undefined
   readonly error: ProviderError | undefined
+  /** The tool calls, put together from the fragments as the engine puts them together. */
+  readonly toolCalls: ReadonlyArray<ToolCall> | undefined
 }
 
 const outcomeOf = (events: ReadonlyArray<ProviderEvent>, error: ProviderError | undefined): Outcome => {
   let text = ""
   let finish: Outcome["finish"]
+  const calls = new ToolCallAccumulator()
   for (const event of events) {
+    if (event._tag === "ToolCallDelta") calls.add(event)
     if (event._tag === "TextDelta") text += event.text
     if (event._tag === "Finish") finish = { reason: event.reason, usage: event.usage }
   }
-  return { events, text, finish, error }
+  return { events, text, finish, error, toolCalls: calls.result() }
 }
 
 /** Runs a provider stream to its end, keeping what it emitted before a failure. */

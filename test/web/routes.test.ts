@@ -32,7 +32,7 @@ describe("the web app's routes", () => {
     const body = (await response.json()) as { auth_mode: string; providers: unknown }
     expect(body.auth_mode).toBe("header")
     expect(body.providers).toEqual([
-      { name: "mock", models: ["faststream-ttft", "failing-midstream", "never-ending"] },
+      { name: "mock", models: ["faststream-ttft", "failing-midstream", "never-ending", "tools"] },
     ])
   })
 })

@@ -1,0 +1,35 @@
+import type { ProviderName } from "../config.ts"
+import type { ProviderOptions } from "./provider.ts"
+
+/**
+ * What each provider's wire protocol can carry of a request's options, checked before anything is
+ * queued or sent: a request that asks for more is refused (400) naming the provider, never answered
+ * as if the option had not been sent (prose for a JSON request would be a silent wrong answer).
+ */
+
+/** Providers whose API has a JSON output mode DAC can ask for. */
+const jsonOutput: ReadonlySet<ProviderName> = new Set(["openai", "openrouter", "gemini", "perplexity"])
+
+/** Perplexity takes `json_schema` only (no bare JSON mode). */
+const jsonSchemaOnly: ReadonlySet<ProviderName> = new Set(["perplexity"])
+
+/** What of `options` the provider cannot do, in words for the 400; undefined when it can do all. */
+export const unsupportedOption = (provider: ProviderName, options: ProviderOptions): string | undefined => {
+  const format = options.responseFormat
+  if (format !== undefined) {
+    if (!jsonOutput.has(provider)) {
+      return `response_format ${format.type} is not supported by provider "${provider}" (its API has no JSON output mode DAC can ask for); supported by openai, openrouter, gemini${jsonSchemaOnly.size > 0 ? ", perplexity (json_schema only)" : ""}`
+    }
+    if (format.type === "json_object" && jsonSchemaOnly.has(provider)) {
+      return `response_format json_object is not supported by provider "${provider}"; send a json_schema`
+    }
+  }
+  // One reply per generation: the engine streams, stores and coalesces a single choice.
+  if (options.n !== undefined && options.n > 1) {
+    return `n > 1 is not supported by provider "${provider}" through DAC (one choice per request); send n: 1 or several requests`
+  }
+  if (options.tools !== undefined && options.tools.length > 0 && provider === "perplexity") {
+    return `tools are not supported by provider "perplexity" (its API has no function calling)`
+  }
+  return undefined
+}
