@@ -116,9 +116,10 @@ export interface Generation {
   readonly detach: (requestId: RequestId) => Effect.Effect<void>
   /**
    * `detach` from outside any fiber (the interruption starts and is not awaited), by the listener
-   * `sink`: a reconnect that took over the request id since is left alone.
+   * `sink`: a reconnect that took over the request id since is left alone. `hold`: the client can
+   * reconnect (it asked for it), so a thread turn keeps running for it for `RECONNECT_GRACE_MS`.
    */
-  readonly detachUnsafe: (requestId: RequestId, sink: FrameSink) => void
+  readonly detachUnsafe: (requestId: RequestId, sink: FrameSink, hold?: boolean) => void
   /** Ends one request's stream with `cancelled` and detaches it. */
   readonly cancelRequest: (requestId: RequestId) => Effect.Effect<void>
   /** Stops the generation for every listener. */

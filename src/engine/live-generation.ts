@@ -146,8 +146,14 @@ export class LiveGeneration implements Generation {
     return this.hub.listen(requestId, afterId, (id, after, sink) => this.subscribe(id, after, sink))
   }
 
-  /** Forgets the request (its stream `only`); the fiber to interrupt when it was the last one. */
-  private leave(requestId: RequestId, only?: FrameSink) {
+  /**
+   * Forgets the request (its stream `only`; `hold`ing it for a reconnect); the fiber to interrupt
+   * when it was the last one.
+   */
+  private leave(requestId: RequestId, only?: FrameSink, hold = false) {
+    if (hold && only !== undefined && this.hub.has(requestId) && !this.ended) {
+      this.attachments.holdForReconnect(requestId)
+    }
     this.hub.remove(requestId, only)
     this.attachments.leave(requestId, only !== undefined)
     return this.abandoned()
@@ -160,8 +166,8 @@ export class LiveGeneration implements Generation {
     })
   }
 
-  detachUnsafe(requestId: RequestId, sink: FrameSink) {
-    this.leave(requestId, sink)?.interruptUnsafe()
+  detachUnsafe(requestId: RequestId, sink: FrameSink, hold = false) {
+    this.leave(requestId, sink, hold)?.interruptUnsafe()
   }
 
   cancelRequest(requestId: RequestId): Effect.Effect<void> {

@@ -32,6 +32,7 @@ const threadParams = { thread_id: ThreadId }
 const turnHeaders = {
   "idempotency-key": Schema.optional(IdempotencyKey),
   "x-dac-coalesce": Schema.optional(Schema.String),
+  "x-dac-on-disconnect": Schema.optional(Schema.Literals(["hold", "cancel"])),
 }
 
 /** A reply stream: `text/event-stream` events as described in the README. */

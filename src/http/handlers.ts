@@ -20,7 +20,14 @@ import { Api, NotReady } from "./api.ts"
 import { BadRequestError, retryAfterHeader, toApiError } from "./errors.ts"
 import { hasOpsAccess } from "./ops-guard.ts"
 import { CurrentCaller, CurrentOrg } from "./org.ts"
-import { lastEventId, listenBody, sseResponse, storedReplyStream, turnStream } from "./stream.ts"
+import {
+  holdsOnDisconnect,
+  lastEventId,
+  listenBody,
+  sseResponse,
+  storedReplyStream,
+  turnStream,
+} from "./stream.ts"
 
 export const ThreadsHandlers = HttpApiBuilder.group(
   Api,
@@ -72,7 +79,14 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         if (stream) {
           return yield* turns.start(input).pipe(
             // A raw response: HttpApi sends an HttpServerResponse as it is.
-            Effect.map((turn) => turnStream(turn, stalledWriteTimeoutMs) as unknown as string),
+            Effect.map(
+              (turn) =>
+                turnStream(
+                  turn,
+                  stalledWriteTimeoutMs,
+                  holdsOnDisconnect(request.headers),
+                ) as unknown as string,
+            ),
             withRetryAfter,
             Effect.mapError(toApiError),
           )
@@ -84,7 +98,14 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         const request = yield* HttpServerRequest.HttpServerRequest
         const input = turnInput(request.headers, caller, params.thread_id, payload, "stream")
         return yield* turns.start(input).pipe(
-          Effect.map((turn) => turnStream(turn, stalledWriteTimeoutMs) as unknown as string),
+          Effect.map(
+            (turn) =>
+              turnStream(
+                turn,
+                stalledWriteTimeoutMs,
+                holdsOnDisconnect(request.headers),
+              ) as unknown as string,
+          ),
           withRetryAfter,
           Effect.mapError(toApiError),
         )
@@ -106,6 +127,8 @@ export const ThreadsHandlers = HttpApiBuilder.group(
                 afterId,
                 () => {},
                 stalledWriteTimeoutMs,
+                0,
+                holdsOnDisconnect(request.headers),
               ),
             )
           : storedReplyStream(

@@ -59,6 +59,8 @@ export class ListenerBody extends WatchedBody implements FrameSink {
   private readonly requestId: RequestId
   private readonly format: ListenerFormat
   private readonly onEnd: (outcome: GenerationOutcome | "detached") => void
+  /** A hang-up holds the request for a reconnect (`x-dac-on-disconnect: hold`) instead of leaving. */
+  private readonly holdOnHangUp: boolean
 
   constructor(
     generation: Generation,
@@ -70,12 +72,14 @@ export class ListenerBody extends WatchedBody implements FrameSink {
     afterId: number,
     /** STALLED_WRITE_TIMEOUT_MS: a write waiting this long for the client closes its connection. */
     stalledWriteMs: number,
+    holdOnHangUp = false,
   ) {
     // A replay chunk at a time: what a client that reads nothing holds is about one chunk.
     super(stalledWriteMs, { highWaterMark: replayChunkBytes })
     this.generation = generation
     this.requestId = requestId
     this.format = format
+    this.holdOnHangUp = holdOnHangUp
     this.onEnd = onEnd
     this.lastId = afterId
     for (const bytes of head) this.push(bytes)
@@ -203,7 +207,7 @@ export class ListenerBody extends WatchedBody implements FrameSink {
     if (outcome !== undefined) this.onEnd(outcome)
     else {
       this.onEnd("detached")
-      this.generation.detachUnsafe(this.requestId, this)
+      this.generation.detachUnsafe(this.requestId, this, this.holdOnHangUp)
     }
     callback(error)
   }
@@ -221,8 +225,18 @@ export const subscribeBody = (
   head: ReadonlyArray<Uint8Array>,
   onEnd: (outcome: GenerationOutcome | "detached") => void,
   stalledWriteMs: number,
+  holdOnHangUp = false,
 ): ListenerBody => {
-  const body = new ListenerBody(generation, requestId, format, onEnd, head, afterId, stalledWriteMs)
+  const body = new ListenerBody(
+    generation,
+    requestId,
+    format,
+    onEnd,
+    head,
+    afterId,
+    stalledWriteMs,
+    holdOnHangUp,
+  )
   // The generation's own frames start after the request's head frames.
   generation.subscribe(requestId, Math.max(afterId, firstGenerationFrameId - 1), body)
   return body

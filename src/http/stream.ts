@@ -66,6 +66,8 @@ export const listenBody = (
   /** STALLED_WRITE_TIMEOUT_MS. */
   stalledWriteMs: number,
   queuePosition = 0,
+  /** The client asked to be held on a hang-up (`x-dac-on-disconnect: hold`): it will reconnect. */
+  holdOnHangUp = false,
 ): ListenerBody =>
   subscribeBody(
     generation,
@@ -75,10 +77,11 @@ export const listenBody = (
     headFrames(requestId, generation, coalesce, afterId, queuePosition),
     onEnd,
     stalledWriteMs,
+    holdOnHangUp,
   )
 
 /** A fresh streamed turn. */
-export const turnStream = (turn: StartedTurn, stalledWriteMs: number) =>
+export const turnStream = (turn: StartedTurn, stalledWriteMs: number, holdOnHangUp = false) =>
   sseResponse(
     listenBody(
       turn.requestId,
@@ -88,6 +91,7 @@ export const turnStream = (turn: StartedTurn, stalledWriteMs: number) =>
       turn.record,
       stalledWriteMs,
       turn.queuePosition,
+      holdOnHangUp,
     ),
   )
 
@@ -154,6 +158,14 @@ export const storedReplyStream = (
   frames.push(storedTerminal(textId + 1, message))
   return sseResponse(new BytesBody(Buffer.concat(frames.map((f) => f.bytes)), stalledWriteMs))
 }
+
+/**
+ * `x-dac-on-disconnect: hold`: a client that reconnects by itself (the chat page) asks that its
+ * hang-up not cancel the reply; it is held for `RECONNECT_GRACE_MS` instead. Without it a hang-up
+ * cancels at once (the upstream is aborted when no request is left).
+ */
+export const holdsOnDisconnect = (headers: Readonly<Record<string, string | undefined>>) =>
+  headers["x-dac-on-disconnect"]?.toLowerCase() === "hold"
 
 /** `Last-Event-ID` as a number, or -1 (everything) when absent or malformed. */
 export const lastEventId = (header: string | undefined) => {

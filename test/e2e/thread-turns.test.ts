@@ -158,4 +158,49 @@ describe("one turn at a time per thread", () => {
     const stored = (await c.get(`/api/threads/${threadId}`)).json.messages[1]
     expect(stored).toMatchObject({ status: "complete", content: full })
   })
+
+  it("x-dac-on-disconnect: hold: a lone client's dropped stream keeps the reply running, and its reconnect continues it; without it, the hang-up cancels", async () => {
+    const org = `org-${crypto.randomUUID()}`
+    const slow = {
+      transcript: "openai-chat-stream",
+      split: "random" as const,
+      maxWrite: 16,
+      writeDelayMs: 30,
+    }
+    const headers = { "x-org-id": org, "content-type": "application/json" }
+    const drop = async (extra: Record<string, string>) => {
+      const { c, threadId } = await newThread(org)
+      upstream.on("openai", slow)
+      const stream = openStream(`${gateway.baseUrl}/api/threads/${threadId}/messages/stream`, {
+        method: "POST",
+        headers: { ...headers, ...extra },
+        body: JSON.stringify(send("hold on")),
+      })
+      await stream.until((events) => events.some((e) => e.event === "delta"))
+      stream.abort()
+      await stream.done
+      const requestId = stream.events[1]!.data.request_id as string
+      const lastId = stream.events.at(-1)!.id
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      const resumed = openStream(`${gateway.baseUrl}/api/threads/${threadId}/stream/${requestId}`, {
+        headers: { ...headers, ...extra, "last-event-id": String(lastId) },
+      })
+      await resumed.done
+      return { c, threadId, before: stream.text(), resumed }
+    }
+
+    const held = await drop({ "x-dac-on-disconnect": "hold" })
+    expect(held.resumed.events.at(-1)?.event).toBe("done")
+    const whole = held.before + held.resumed.text()
+    expect((await held.c.get(`/api/threads/${held.threadId}`)).json.messages[1]).toMatchObject({
+      status: "complete",
+      content: whole,
+    })
+
+    const cancelled = await drop({})
+    expect(cancelled.resumed.events.at(-1)?.event).toBe("cancelled")
+    expect((await cancelled.c.get(`/api/threads/${cancelled.threadId}`)).json.messages[1].status).toBe(
+      "cancelled",
+    )
+  })
 })

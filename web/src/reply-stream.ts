@@ -2,6 +2,9 @@ import { ApiError, type Auth, authHeaders, errorOf, request } from "./api.ts"
 import { applyEvent, emptyReply, isTerminal, type Reply } from "./reply.ts"
 import { readEventStream } from "./sse.ts"
 
+/** The gateway holds a reply whose stream dropped for RECONNECT_GRACE_MS instead of cancelling it. */
+const holdOnDisconnect = { "x-dac-on-disconnect": "hold" }
+
 export interface ReplyCallbacks {
   readonly onUpdate: (reply: Reply) => void
   /** A line for people (and screen readers): connection lost, reconnected. */
@@ -68,7 +71,13 @@ export const streamReply = (
     if ("send" in source) {
       const first = await request(`/api/threads/${encodeURIComponent(threadId)}/messages/stream`, {
         method: "POST",
-        headers: { ...authHeaders(auth), "content-type": "application/json", accept: "text/event-stream" },
+        // A dropped connection does not cancel the reply: the page reconnects (Stop cancels it).
+        headers: {
+          ...authHeaders(auth),
+          ...holdOnDisconnect,
+          "content-type": "application/json",
+          accept: "text/event-stream",
+        },
         body: JSON.stringify(source.send),
         signal: abort.signal,
       })
@@ -102,6 +111,7 @@ export const streamReply = (
           {
             headers: {
               ...authHeaders(auth),
+              ...holdOnDisconnect,
               accept: "text/event-stream",
               "last-event-id": String(reply.lastId),
             },

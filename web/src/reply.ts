@@ -71,7 +71,8 @@ export const applyEvent = (reply: Reply, event: StreamEvent, reconnected = false
       return {
         ...next,
         status: "streaming",
-        text: next.replaceNext ? text : next.text + text,
+        // A stored reply's whole text (`replace`, or a stored stream joined after a reconnect).
+        text: next.replaceNext || data.replace === true ? text : next.text + text,
         replaceNext: false,
       }
     }
