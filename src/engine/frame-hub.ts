@@ -1,5 +1,6 @@
 import { Cause, Effect, Queue, Schema, Stream } from "effect"
 import type { RequestId } from "../domain/ids.ts"
+import type { EventData, GenerationEventType } from "../domain/stream-event.ts"
 import { type Frame, FrameLog, type FrameSink, frame, keepaliveFrame, requestFrame } from "./sse-frames.ts"
 
 /**
@@ -43,7 +44,7 @@ export class FrameHub {
   }
 
   /** Synchronous, so a listener registering between two emits sees each frame exactly once. */
-  emit(type: string, data: Readonly<Record<string, unknown>>) {
+  emit<T extends GenerationEventType>(type: T, data: EventData<T>) {
     const f = frame(this.nextId++, type, data)
     this.lastSentAt = performance.now()
     this.log.push(f)
@@ -57,7 +58,7 @@ export class FrameHub {
   }
 
   /** One request's own frame (its `cancelled`): in the log with an id of its own, offered to it only. */
-  emitTo(requestId: RequestId, type: string) {
+  emitTo(requestId: RequestId, type: "cancelled") {
     const sink = this.listeners.get(requestId)
     if (sink === undefined) return
     const own = requestFrame(this.nextId++, type, requestId)

@@ -326,7 +326,7 @@ export const makeRun = (deps: RunDeps) => {
           yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
           generation.end(result, "done", {
             message_id: message.message_id,
-            finish_reason: message.finish_reason,
+            finish_reason: message.finish_reason ?? "stop",
             usage,
             latency_ms: latencyMs,
             queue_wait_ms: queueWaitMs,

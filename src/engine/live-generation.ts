@@ -7,6 +7,7 @@ import {
   type RequestId,
   type ThreadId,
 } from "../domain/ids.ts"
+import type { EventData, GenerationEventType } from "../domain/stream-event.ts"
 import { Attachments } from "./attachments.ts"
 import { FrameHub, type SlowListener } from "./frame-hub.ts"
 import type { Generation, GenerationError, GenerationOutcome, GenerationSpec } from "./generations.ts"
@@ -57,16 +58,12 @@ export class LiveGeneration implements Generation {
     )
   }
 
-  emit(type: string, data: Readonly<Record<string, unknown>>) {
+  emit<T extends GenerationEventType>(type: T, data: EventData<T>) {
     this.hub.emit(type, data)
   }
 
   /** Emits the terminal frame, `outcome` already known to `result()`, and ends every listener. */
-  end(
-    outcome: GenerationOutcome,
-    type: "done" | "error" | "cancelled",
-    data: Readonly<Record<string, unknown>>,
-  ) {
+  end<T extends "done" | "error" | "cancelled">(outcome: GenerationOutcome, type: T, data: EventData<T>) {
     this.settledWith = outcome
     this.hub.emit(type, data)
     this.hub.endAll()

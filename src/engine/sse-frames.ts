@@ -1,3 +1,5 @@
+import type { EventData, StreamEvent } from "../domain/stream-event.ts"
+
 const encoder = new TextEncoder()
 
 /**
@@ -33,7 +35,8 @@ class LazyFrame implements Frame {
   }
 }
 
-export const frame = (id: number, type: string, data: Readonly<Record<string, unknown>>): Frame =>
+/** One event of a reply stream (domain/stream-event.ts names them all and their fields). */
+export const frame = <T extends StreamEvent["type"]>(id: number, type: T, data: EventData<T>): Frame =>
   new LazyFrame(id, type, data)
 
 /** A frame of one request's stream only (its own `cancelled`): in the log, never replayed to others. */

@@ -1,4 +1,5 @@
 import type { ToolCall } from "../domain/content.ts"
+import type { EventData } from "../domain/stream-event.ts"
 import type { ChatMessage, ProviderEvent, ProviderOptions } from "../providers/provider.ts"
 
 /**
@@ -15,7 +16,7 @@ export class ToolCallAccumulator {
   }> = []
 
   /** Takes one fragment; its frame's data for the stream (`tool_call`). */
-  add(event: Extract<ProviderEvent, { _tag: "ToolCallDelta" }>): Readonly<Record<string, unknown>> {
+  add(event: Extract<ProviderEvent, { _tag: "ToolCallDelta" }>): EventData<"tool_call"> {
     let call = this.calls[event.index]
     if (call === undefined) {
       call = { id: event.id ?? "", name: event.name ?? "", parts: [], extra: event.extra }

@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream"
 import { HttpServerResponse } from "effect/http"
+import type { CoalesceRole } from "../domain/chat.ts"
 import type { RequestId } from "../domain/ids.ts"
 import type { Message } from "../domain/thread.ts"
 import { firstGenerationFrameId } from "../engine/frame-hub.ts"
@@ -22,7 +23,7 @@ export const sseResponse = (body: Readable | Uint8Array) => HttpServerResponse.r
 const headFrames = (
   requestId: RequestId,
   generation: Generation,
-  coalesce: string,
+  coalesce: CoalesceRole,
   afterId: number,
   /** How many turns of the thread run or wait before this one. */
   queuePosition: number,
@@ -60,7 +61,7 @@ const dacFormat: ListenerFormat = {
 export const listenBody = (
   requestId: RequestId,
   generation: Generation,
-  coalesce: string,
+  coalesce: CoalesceRole,
   afterId: number,
   onEnd: (outcome: GenerationOutcome | "detached") => void,
   /** STALLED_WRITE_TIMEOUT_MS. */
@@ -142,8 +143,8 @@ export const storedReplyStream = (
     frame(0, "ping", {}),
     frame(1, "meta", {
       request_id: requestId,
-      provider: message.provider,
-      model: message.model,
+      provider: message.provider ?? undefined,
+      model: message.model ?? undefined,
       coalesce: "leader",
     }),
   ].filter((f) => f.id > afterId)

@@ -1,5 +1,7 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
+import type { MessageId } from "../../src/domain/ids.ts"
+import type { EventData } from "../../src/domain/stream-event.ts"
 import { firstGenerationFrameId } from "../../src/engine/frame-hub.ts"
 import { type Frame, FrameLog, frame } from "../../src/engine/sse-frames.ts"
 
@@ -18,9 +20,9 @@ interface Shape {
   readonly terminal: Terminal | null
 }
 
-const terminalData: Record<Terminal, Readonly<Record<string, unknown>>> = {
+const terminalData: { [T in Terminal]: EventData<T> } = {
   done: {
-    message_id: "msg_1",
+    message_id: "msg_1" as MessageId,
     finish_reason: "stop",
     usage: { input_tokens: 3, output_tokens: 7 },
     latency_ms: 12.5,
@@ -30,13 +32,20 @@ const terminalData: Record<Terminal, Readonly<Record<string, unknown>>> = {
   cancelled: {},
 }
 
+const terminalFrame = (id: number, terminal: Terminal) =>
+  terminal === "done"
+    ? frame(id, "done", terminalData.done)
+    : terminal === "error"
+      ? frame(id, "error", terminalData.error)
+      : frame(id, "cancelled", terminalData.cancelled)
+
 /** A generation's frames, ids consecutive from `start`, as `Generations` emits them. */
 const framesOf = ({ start, meta, deltas, terminal }: Shape): Array<Frame> => {
   let id = start
   const frames: Array<Frame> = []
   if (meta) frames.push(frame(id++, "meta", { ttft_ms: 41.25 }))
   for (const text of deltas) frames.push(frame(id++, "delta", { text }))
-  if (terminal !== null) frames.push(frame(id++, terminal, terminalData[terminal]))
+  if (terminal !== null) frames.push(terminalFrame(id++, terminal))
   return frames
 }
 
@@ -268,7 +277,7 @@ describe("FrameLog: deltas that are not consecutive ids (artificial)", () => {
     const frames = [
       frame(start, "delta", { text: "a" }),
       frame(start + 1, "delta", { text: "😀" }),
-      frame(start + 2, "meta", { note: "mid-stream" }),
+      frame(start + 2, "meta", { queue_position: 0 }),
       frame(start + 3, "delta", { text: "" }),
       frame(start + 4, "delta", { text: "漢" }),
       frame(start + 5, "error", terminalData.error),
@@ -280,10 +289,10 @@ describe("FrameLog: deltas that are not consecutive ids (artificial)", () => {
     const start = firstGenerationFrameId
     const frames = [
       frame(start, "meta", { ttft_ms: 1 }),
-      frame(start + 1, "meta", { other: true }),
+      frame(start + 1, "meta", { queue_position: 1 }),
       frame(start + 2, "delta", { text: "x" }),
       frame(start + 3, "delta", { text: "y" }),
-      frame(start + 4, "meta", { late: true }),
+      frame(start + 4, "meta", { queue_position: 2 }),
       frame(start + 5, "done", terminalData.done),
     ]
     expect(isFolded(checkCompactionInvisible(frames))).toBe(true)

@@ -1,11 +1,15 @@
 import { Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { describe, expect, it } from "vitest"
-import type { RequestId } from "../../src/domain/ids.ts"
+import type { MessageId, RequestId } from "../../src/domain/ids.ts"
 import type { Generation, GenerationOutcome } from "../../src/engine/generations.ts"
 import { type Frame, FrameLog, type FrameSink, frame } from "../../src/engine/sse-frames.ts"
 import { ListenerBody, type ListenerFormat, maxUnsentBytes } from "../../src/http/listener-body.ts"
 import { BytesBody, slowConsumerCloseMs } from "../../src/http/watched-body.ts"
+
+/** A generation's `done` (the fields do not matter here). */
+const doneFrame = (id: number) =>
+  frame(id, "done", { message_id: "m" as MessageId, finish_reason: "stop", usage: null, latency_ms: 1 })
 
 const requestId = "00000000-0000-4000-8000-000000000001" as RequestId
 const decoder = new TextDecoder()
@@ -86,7 +90,7 @@ describe("a reply body", () => {
     const log = logOf([delta(2, "a"), frame(3, "meta", { ttft_ms: 1 })])
     expect(body.replay(log, 1)).toBe(true)
     // Emitted while it replays: the generation logs a frame, then offers it.
-    for (const f of [delta(4, "b"), frame(5, "done", {})]) {
+    for (const f of [delta(4, "b"), doneFrame(5)]) {
       log.push(f)
       expect(body.offer(f)).toBe(true)
     }
@@ -123,7 +127,7 @@ describe("a reply body", () => {
   it("what it replays counts: a long replay is read from the shared log as the client takes it, not copied", async () => {
     // A 4 MiB reply, finished and compacted (as a reconnect finds it), and one still being written.
     const frames = Array.from({ length: 1024 }, (_, i) => delta(2 + i, "z".repeat(4096)))
-    const compacted = logOf([...frames, frame(2 + frames.length, "done", {})])
+    const compacted = logOf([...frames, doneFrame(2 + frames.length)])
     compacted.compact()
     for (const log of [logOf(frames), compacted]) {
       // 200 re-attaches whose clients read nothing.
@@ -192,7 +196,7 @@ describe("a reply body", () => {
     body.offer(delta(4, "c"))
     await new Promise((resolve) => setImmediate(resolve))
     body.offer(delta(5, "d"))
-    body.offer(frame(6, "done", {}))
+    body.offer(doneFrame(6))
     body.end()
     await new Promise((resolve) => body.on("end", resolve))
     expect(chunks).toHaveLength(2)
