@@ -1,4 +1,5 @@
 import { HttpServerResponse } from "effect/http"
+import { openAiErrorType } from "../domain/error-codes.ts"
 
 /**
  * OpenAI's error body, `{"error":{"message","type","param","code"}}`: the official SDKs raise it as
@@ -6,18 +7,7 @@ import { HttpServerResponse } from "effect/http"
  * error middleware's included, has this shape.
  */
 
-const errorTypes: Record<number, string> = {
-  400: "invalid_request_error",
-  401: "authentication_error",
-  404: "not_found_error",
-  409: "invalid_request_error",
-  413: "invalid_request_error",
-  415: "invalid_request_error",
-  429: "rate_limit_error",
-  431: "invalid_request_error",
-}
-
-export const openAiErrorType = (status: number) => errorTypes[status] ?? "api_error"
+export { openAiErrorType }
 
 /** The body, as a response or inside a stream; `param` names the offending field. */
 export const openAiErrorBody = (
@@ -37,7 +27,7 @@ export const openAiError = (
   headers: Record<string, string> = {},
   param: string | null = null,
 ) =>
-  HttpServerResponse.jsonUnsafe(openAiErrorBody(openAiErrorType(status), code, message, param), {
+  HttpServerResponse.jsonUnsafe(openAiErrorBody(openAiErrorType(status, code), code, message, param), {
     status,
     headers,
   })
