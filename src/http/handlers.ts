@@ -38,6 +38,17 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     const turns = yield* Turns
     const { maxTitleChars, stalledWriteTimeoutMs } = yield* AppConfig
 
+    /** Starts a streamed turn and answers with its reply stream (or the error of its start). */
+    const startStream = (input: TurnInput, headers: Readonly<Record<string, string | undefined>>) =>
+      turns.start(input).pipe(
+        // A raw response: HttpApi sends an HttpServerResponse as it is.
+        Effect.map(
+          (turn) => turnStream(turn, stalledWriteTimeoutMs, holdsOnDisconnect(headers)) as unknown as string,
+        ),
+        withRetryAfter,
+        Effect.mapError(toApiError),
+      )
+
     return handlers.handleAll({
       createThread: Effect.fn("http.createThread")(function* ({ payload }) {
         const org = yield* CurrentOrg
@@ -76,39 +87,14 @@ export const ThreadsHandlers = HttpApiBuilder.group(
           payload,
           stream ? "stream" : "wait",
         )
-        if (stream) {
-          return yield* turns.start(input).pipe(
-            // A raw response: HttpApi sends an HttpServerResponse as it is.
-            Effect.map(
-              (turn) =>
-                turnStream(
-                  turn,
-                  stalledWriteTimeoutMs,
-                  holdsOnDisconnect(request.headers),
-                ) as unknown as string,
-            ),
-            withRetryAfter,
-            Effect.mapError(toApiError),
-          )
-        }
+        if (stream) return yield* startStream(input, request.headers)
         return yield* turns.send(input).pipe(withRetryAfter, Effect.mapError(toApiError))
       }),
       streamMessage: Effect.fn("http.streamMessage")(function* ({ params, payload }) {
         const caller = yield* CurrentCaller
         const request = yield* HttpServerRequest.HttpServerRequest
         const input = turnInput(request.headers, caller, params.thread_id, payload, "stream")
-        return yield* turns.start(input).pipe(
-          Effect.map(
-            (turn) =>
-              turnStream(
-                turn,
-                stalledWriteTimeoutMs,
-                holdsOnDisconnect(request.headers),
-              ) as unknown as string,
-          ),
-          withRetryAfter,
-          Effect.mapError(toApiError),
-        )
+        return yield* startStream(input, request.headers)
       }),
       reattach: Effect.fn("http.reattach")(function* ({ params }) {
         const org = yield* CurrentOrg
