@@ -156,7 +156,15 @@ const ownTime = async (contender: Contender): Promise<ReadonlyArray<number>> => 
   for (let wait = 0; wait < 100 && !existsSync(file); wait++) {
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { ownMs: Array<number> }).ownMs : []
+  // The gateway may still be writing it: an empty or cut-off file is read again.
+  for (let wait = 0; wait < 100 && existsSync(file); wait++) {
+    try {
+      return (JSON.parse(readFileSync(file, "utf8")) as { ownMs: Array<number> }).ownMs
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  return []
 }
 
 /** Streamed requests: time to the first content chunk (the upstream's first token) at the client. */
