@@ -48,7 +48,6 @@ const context = (await Effect.runPromise(Layer.buildWithScope(appLayer(config), 
 >
 const run = Effect.runPromiseWith(context)
 const engine = Context.get(context, Turns)
-const threadsRepo = Context.get(context, ThreadsRepo)
 const org = "bench" as OrgId
 /** Each thread takes this many turns: its history (sent upstream every turn) stays chat-sized. */
 const turnsPerThread = 10
@@ -56,7 +55,7 @@ let threads: Array<ThreadId> = []
 const makeThreads = async (n: number) => {
   threads = []
   for (let i = 0; i < Math.ceil(n / turnsPerThread); i++) {
-    threads.push((await run(threadsRepo.create(org, "bench"))).thread_id as ThreadId)
+    threads.push((await run(engine.createThread(org, "bench"))).thread_id as ThreadId)
   }
 }
 
