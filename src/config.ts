@@ -1,3 +1,4 @@
+import { hostname } from "node:os"
 import {
   Config,
   ConfigProvider,
@@ -129,6 +130,23 @@ export interface AppConfigShape {
   readonly otel: OtelSettings
   /** `MODEL_ALIASES`: alias → provider and model, for `/v1/chat/completions` (empty: none). */
   readonly modelAliases: ReadonlyMap<string, ModelTarget>
+  /** Several replicas on one Redis (README, "Several replicas"); without `REDIS_URL`, none of it runs. */
+  readonly cluster: ClusterSettings
+}
+
+export interface ClusterSettings {
+  /** `REDIS_URL`: shares the pacer and the key limits between replicas (unset or empty: not shared). */
+  readonly redisUrl: Option.Option<Redacted.Redacted<string>>
+  /** `REDIS_KEY_PREFIX`: every key DAC writes starts with it (several deployments on one Redis). */
+  readonly keyPrefix: string
+  /** `REPLICA_ID`: this process in logs, `/ready` and the metrics' `replica` label. */
+  readonly replicaId: string
+  /** `REPLICA_COUNT`: while Redis is unreachable, each replica keeps 1/REPLICA_COUNT of every limit. */
+  readonly replicaCount: number
+  /** `SHARED_LEASE_MS`: a replica's slots are held under a lease it renews; a dead one's return after this. */
+  readonly leaseMs: number
+  /** `REDIS_COMMAND_TIMEOUT_MS`: a Redis command not answered this soon fails (and the replica falls back). */
+  readonly commandTimeoutMs: number
 }
 
 const defaultBaseUrls: Record<ProviderName, string> = {
@@ -319,6 +337,20 @@ export const appConfig = Config.all({
     metricIntervalMs: durationMs("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
   }),
   modelAliases,
+  cluster: Config.all({
+    redisUrl: secretOption("REDIS_URL"),
+    keyPrefix: Config.String("REDIS_KEY_PREFIX").pipe(Config.withDefault("dac:")),
+    replicaId: Config.String("REPLICA_ID").pipe(
+      Config.map((id) => id.trim()),
+      Config.withDefault(`${hostname()}-${process.pid}`),
+    ),
+    replicaCount: positiveInt("REPLICA_COUNT", 1),
+    leaseMs: Config.schema(
+      Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 300, maximum: 600_000 })),
+      "SHARED_LEASE_MS",
+    ).pipe(Config.withDefault(5_000)),
+    commandTimeoutMs: durationMs("REDIS_COMMAND_TIMEOUT_MS", 500),
+  }),
   mock: Config.all({
     ttftMs: durationMs("MOCK_TTFT_MS", 20, 0),
     tokens: positiveInt("MOCK_TOKENS", 24),

@@ -1,4 +1,4 @@
-import { Effect, Layer, Logger, References } from "effect"
+import { Effect, Layer, Logger, Option, References } from "effect"
 import { AppConfig } from "./config.ts"
 import { ApiKeys } from "./engine/api-keys.ts"
 import { Coalescer } from "./engine/coalescer.ts"
@@ -6,12 +6,15 @@ import { Generations } from "./engine/generations.ts"
 import { KeyLimiter } from "./engine/key-limits.ts"
 import { Pacer } from "./engine/pacer.ts"
 import { AuthStartup } from "./engine/quick-start.ts"
+import { sharedKeyLimiterLayer } from "./engine/shared-key-limits.ts"
+import { sharedPacerLayer } from "./engine/shared-pacer.ts"
 import { Turns } from "./engine/turns.ts"
 import { HttpServerLive } from "./http/server.ts"
 import { GracefulShutdown } from "./http/shutdown.ts"
 import { Providers } from "./providers/providers.ts"
 import { KeysRepo } from "./store/keys-repo.ts"
 import { MessagesRepo } from "./store/messages-repo.ts"
+import { SharedRedis } from "./store/redis.ts"
 import { RequestLogRepo } from "./store/request-log-repo.ts"
 import { SqlLive } from "./store/sql.ts"
 import { ThreadsRepo } from "./store/threads-repo.ts"
@@ -34,6 +37,18 @@ const Repos = Layer.mergeAll(
   KeysRepo.layer,
 ).pipe(Layer.provideMerge(SqlLive))
 
+/**
+ * The pacer and the key limits: in this process alone, or with REDIS_URL shared by every replica
+ * through Redis (README, "Several replicas"). Without REDIS_URL no Redis code is built or run.
+ */
+const Limits: Layer.Layer<Pacer | KeyLimiter, never, AppConfig> = Layer.unwrap(
+  Effect.map(AppConfig, (config) =>
+    Option.isNone(config.cluster.redisUrl)
+      ? Layer.mergeAll(Pacer.layer, KeyLimiter.layer)
+      : Layer.mergeAll(sharedPacerLayer, sharedKeyLimiterLayer).pipe(Layer.provideMerge(SharedRedis.layer)),
+  ),
+)
+
 /** The engine's services over the repositories and the configuration (tests build it on their own store). */
 export const EngineServices = Turns.layer.pipe(
   Layer.provideMerge(
@@ -43,8 +58,7 @@ export const EngineServices = Turns.layer.pipe(
       ProcessMetrics.layer,
       Providers.layer,
       Coalescer.layer,
-      Pacer.layer,
-      KeyLimiter.layer,
+      Limits,
     ),
   ),
 )
