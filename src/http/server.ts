@@ -8,6 +8,7 @@ import { AdminAuthLive } from "./admin-auth.ts"
 import { AdminHandlers } from "./admin-handlers.ts"
 import { Api } from "./api.ts"
 import { onClientError } from "./client-error.ts"
+import { clusterReady } from "./cluster-ready.ts"
 import { MetricsHandlers, SystemHandlers, ThreadsHandlers, UsageHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
 import { OpenAiRoute } from "./openai.ts"
@@ -33,6 +34,7 @@ export const RoutesLive = Layer.unwrap(
       OpenAiRoute,
       errorMiddleware(config.maxBodyBytes),
       opsGuard,
+      clusterReady,
     ),
   ),
 )
