@@ -110,7 +110,10 @@ export class SharedRedis extends Context.Service<
       })
       let status: RedisStatus = { state: "down", since: Date.now(), lastError: null, outages: 0 }
       const listeners: Array<(up: boolean) => void> = []
+      let closing = false
       const setState = (up: boolean, error?: string) => {
+        // Our own quit at shutdown is no outage.
+        if (closing) return
         if (error !== undefined) status = { ...status, lastError: error }
         if ((status.state === "up") === up) return
         status = {
@@ -171,6 +174,7 @@ export class SharedRedis extends Context.Service<
       yield* Effect.addFinalizer(() =>
         Effect.promise(async () => {
           clearInterval(timer)
+          closing = true
           listeners.length = 0
           // Leaving the registry at once: the others stop counting this replica's slots now.
           if (client.status === "ready") await evalScript(leave, [replicasKey], [replicaId]).catch(() => {})
