@@ -13,8 +13,15 @@ import { makeBucket, msUntilToken, type TokenBucket, tryTake } from "./token-buc
 const maxBatch = 32
 /** Every provider's budget is spent: ask again this soon, or when a slot of this replica frees. */
 const slotPollMs = 10
-/** After a failed script, this provider dispatches from its local share for this long. */
+/** After failed takes, this provider dispatches from its local share for this long. */
 const fallbackHoldMs = 1_000
+/**
+ * Takes that may fail in a row (REDIS_COMMAND_TIMEOUT_MS each) before a connected Redis counts as
+ * down. One slow reply is no outage: on a busy event loop the timeout can fire before a reply
+ * already in the socket is read, and falling back then would let this replica's share through on
+ * top of the shared budget. A lost connection falls back at once.
+ */
+const failuresBeforeFallback = 3
 
 interface Waiter {
   readonly org: string
@@ -61,6 +68,8 @@ interface ProviderPacer {
   pausedUntil: number
   readonly fallback: { readonly bucket: TokenBucket; limit: number; readonly maxLimit: number }
   fallbackUntil: number
+  /** Takes failed in a row. */
+  failures: number
   acquiring: boolean
   renewDue: boolean
   /** The last round trip found every slot taken: a release here should ask again at once. */
@@ -117,6 +126,7 @@ export const sharedPacerLayer = Layer.effectContext(
           maxLimit: share,
         },
         fallbackUntil: 0,
+        failures: 0,
         acquiring: false,
         renewDue: false,
         waitingForSlots: false,
@@ -142,7 +152,8 @@ export const sharedPacerLayer = Layer.effectContext(
       dispatch(pacer)
     }
     const failed = (pacer: ProviderPacer) => {
-      pacer.fallbackUntil = now() + fallbackHoldMs
+      pacer.failures++
+      if (!redis.isUp() || pacer.failures >= failuresBeforeFallback) pacer.fallbackUntil = now() + fallbackHoldMs
     }
 
     const handOut = (pacer: ProviderPacer, sharedSlot: boolean): boolean => {
@@ -166,7 +177,8 @@ export const sharedPacerLayer = Layer.effectContext(
           [pacer.keys.state, pacer.keys.slots],
           [redis.replicaId, count, outcome, pauseMs, pacer.settings.concurrency],
         )
-        .catch(() => failed(pacer))
+        // A lost release leaves Redis counting a slot this replica no longer holds: renew fixes it.
+        .catch(() => {})
     }
 
     // This replica's own count is the truth about what it holds: renewing sets it (and the lease),
@@ -185,7 +197,7 @@ export const sharedPacerLayer = Layer.effectContext(
           [pacer.keys.slots, redis.replicasKey],
           [redis.replicaId, pacer.inFlight, redis.leaseMs],
         )
-        .catch(() => failed(pacer))
+        .catch(() => {})
     }
 
     const dispatchLocal = (pacer: ProviderPacer) => {
@@ -233,6 +245,7 @@ export const sharedPacerLayer = Layer.effectContext(
               number,
             ]
             cost.slots += granted
+            pacer.failures = 0
             pacer.last = { tokens: Number(tokens), inFlight, limit, at }
             pacer.concurrencyLimit = limit
             if (pausedLeft > 0) pacer.pausedUntil = Math.max(pacer.pausedUntil, at + pausedLeft)
@@ -253,7 +266,9 @@ export const sharedPacerLayer = Layer.effectContext(
             pacer.acquiring = false
             failed(pacer)
             if (pacer.renewDue) renew(pacer)
-            dispatch(pacer)
+            // Still shared: ask again shortly (the grant may even have been made; renew corrects it).
+            if (shared(pacer)) sleep(pacer, slotPollMs)
+            else dispatch(pacer)
           },
         )
     }
@@ -269,6 +284,7 @@ export const sharedPacerLayer = Layer.effectContext(
       for (const pacer of pacers.values()) {
         if (up) {
           pacer.fallbackUntil = 0
+          pacer.failures = 0
           renew(pacer)
         }
         wakeNow(pacer)

@@ -20,12 +20,13 @@ let redis: Awaited<ReturnType<typeof ownRedis>>
 let replicas: ReadonlyArray<Replica> = []
 let database: ReturnType<typeof clusterDatabase> | undefined
 let key = ""
+let rpmKey = ""
 
-const complete = async (replica: Replica, model: string, content: string) => {
+const complete = async (replica: Replica, model: string, content: string, withKey = key) => {
   try {
     const response = await fetch(`${replica.url}/v1/chat/completions`, {
       method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${withKey}`, "content-type": "application/json" },
       body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content }] }),
     })
     return { status: response.status, text: await response.text() }
@@ -88,6 +89,12 @@ describe.skipIf(skip !== undefined)("Redis outage and a killed replica", () => {
       body: JSON.stringify({ org_id: "org-outage", limits: {} }),
     })
     key = ((await issued.json()) as { key: string }).key
+    const limited = await fetch(`${replicas[0]!.url}/admin/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ org_id: "org-outage-rpm", limits: { requests_per_minute: 9 } }),
+    })
+    rpmKey = ((await limited.json()) as { key: string }).key
     await sleep(1_200)
   }, 90_000)
   afterAll(async () => {
@@ -116,7 +123,13 @@ describe.skipIf(skip !== undefined)("Redis outage and a killed replica", () => {
     const metrics = await (await fetch(`${replicas[1]!.url}/metrics`)).text()
     expect(metrics).toContain(`dac_limits_fallback{replica="r2"} 1`)
     expect((await ready(replicas[0]!)).shared.limits).toBe("fallback")
-    await sleep(3_000)
+    // requests_per_minute=9 while Redis is gone: 9 / 3 replicas = 3 each, 9 in all.
+    const rpm = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => complete(replicas[i % 3]!, "mock/faststream-ttft", `rpm ${i}`, rpmKey)),
+    )
+    const rpmAdmitted = rpm.filter((r) => r.status === 200).length
+    expect(rpm.filter((r) => r.status !== 200 && r.status !== 429)).toEqual([])
+    await sleep(2_000)
     const restartedAt = performance.now()
     await redis.start()
     const recoveredAt = await allReady("up", 5_000)
@@ -132,8 +145,10 @@ describe.skipIf(skip !== undefined)("Redis outage and a killed replica", () => {
     console.log(
       `Redis outage: upstream ${before.toFixed(1)} req/s shared, ${during.toFixed(1)} req/s in fallback, ` +
         `${after.toFixed(1)} req/s shared again (limit ${rps}); recovery seen ${Math.round(recoveredAt - restartedAt)} ms after the restart; ` +
-        `per second: ${perSecond(arrivals, arrivals[0]!, endedAt).join(", ")}; ${statuses.length} requests`,
+        `per second: ${perSecond(arrivals, arrivals[0]!, endedAt).join(", ")}; ${statuses.length} requests; ` +
+        `a key's requests_per_minute=9 in fallback admitted ${rpmAdmitted} of 30`,
     )
+    expect(rpmAdmitted).toBe(9)
     expect(statuses.filter((s) => s >= 500 || s === 0)).toEqual([])
     expect(statuses.every((s) => s === 200)).toBe(true)
     // Short windows: a second's rounding is a few requests, hence 10 %.
