@@ -82,7 +82,9 @@ await shared.close()
 
 const row = (name: string, f: typeof localFigures) =>
   `${name.padEnd(8)}  ${f.sequentialUs.toFixed(1).padStart(17)}  ${f.concurrentRps.toFixed(0).padStart(15)}  ${f.cpuUsPerRequest.toFixed(1).padStart(14)}`
-console.log(`Pacer cost per request (enqueue → dispatched → release), Redis at ${redisUrl.replace(/\/\/[^@]*@/, "//")}`)
+console.log(
+  `Pacer cost per request (enqueue → dispatched → release), Redis at ${redisUrl.replace(/\/\/[^@]*@/, "//")}`,
+)
 console.log(`pacer     µs/req, 1 at a time  req/s, ${workers} at once  CPU µs/req (${workers})`)
 console.log(`--------  -------------------  -----------------  --------------`)
 console.log(row("local", localFigures))

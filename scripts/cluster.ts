@@ -38,7 +38,11 @@ const front = (replicas: ReadonlyArray<Replica>, port: number) => {
     )
     upstream.on("error", () => {
       if (!res.headersSent) res.writeHead(502, { "content-type": "application/json" })
-      res.end(JSON.stringify({ error: { code: "replica_unreachable", message: `replica ${target.id} did not answer` } }))
+      res.end(
+        JSON.stringify({
+          error: { code: "replica_unreachable", message: `replica ${target.id} did not answer` },
+        }),
+      )
     })
     req.pipe(upstream)
   })

@@ -48,11 +48,15 @@ export const startReplica = async (
   env: Record<string, string>,
   keepLines = 200,
 ): Promise<Replica> => {
-  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", join(root, "src/main.ts")], {
-    cwd: root,
-    env: { ...process.env, HOST: "127.0.0.1", ...env, PORT: String(port), REPLICA_ID: id },
-    stdio: ["ignore", "pipe", "pipe"],
-  })
+  const child = spawn(
+    process.execPath,
+    ["--disable-warning=ExperimentalWarning", join(root, "src/main.ts")],
+    {
+      cwd: root,
+      env: { ...process.env, HOST: "127.0.0.1", ...env, PORT: String(port), REPLICA_ID: id },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  )
   const lines: Array<string> = []
   const keep = (chunk: Buffer) => {
     for (const line of chunk.toString().split("\n")) if (line !== "") lines.push(line)
@@ -104,4 +108,5 @@ export const startCluster = async (options: ClusterOptions): Promise<ReadonlyArr
   }
 }
 
-export const stopCluster = (replicas: ReadonlyArray<Replica>) => Promise.all(replicas.map((r) => stopReplica(r)))
+export const stopCluster = (replicas: ReadonlyArray<Replica>) =>
+  Promise.all(replicas.map((r) => stopReplica(r)))

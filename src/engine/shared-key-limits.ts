@@ -1,8 +1,8 @@
 import { Effect, Layer } from "effect"
 import { KeyBudgetExhausted, KeyConcurrencyLimited, KeyRateLimited } from "../domain/errors.ts"
 import type { Caller, KeyLimits } from "../domain/keys.ts"
-import { keyAdmit, keyCharge, keyRelease } from "../store/redis-scripts.ts"
 import { SharedRedis } from "../store/redis.ts"
+import { keyAdmit, keyCharge, keyRelease } from "../store/redis-scripts.ts"
 import { type KeyAdmission, KeyLimiter, makeKeyLimits, noLimit } from "./key-limits.ts"
 
 /** Counts without refusing: the local counters follow every request, so a fallback starts warm. */
@@ -44,8 +44,11 @@ export const sharedKeyLimiterLayer = Layer.effect(
     }
 
     const admitShared = Effect.fn("KeyLimiter.admitShared")(function* (caller: Caller, keyId: string) {
-      const { requests_per_minute: rpm, concurrent_requests: concurrent, tokens_per_day: budget } =
-        caller.limits
+      const {
+        requests_per_minute: rpm,
+        concurrent_requests: concurrent,
+        tokens_per_day: budget,
+      } = caller.limits
       const keys = {
         minute: redis.key("key", keyId, "minute"),
         inFlight: redis.key("key", keyId, "in_flight"),

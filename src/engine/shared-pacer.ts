@@ -2,8 +2,8 @@ import { Context, Deferred, Effect, Layer } from "effect"
 import { AppConfig, type ProviderName, type ProviderSettings, providerNames } from "../config.ts"
 import { PacerQueueFull } from "../domain/errors.ts"
 import { Overloaded, type ProviderError } from "../domain/provider-errors.ts"
-import { pacerAcquire, pacerRelease, pacerRenew } from "../store/redis-scripts.ts"
 import { SharedRedis } from "../store/redis.ts"
+import { pacerAcquire, pacerRelease, pacerRenew } from "../store/redis-scripts.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import { FairQueue } from "./fair-queue.ts"
 import { inFlightShare, maxTimerMs, Pacer, type PacerState, refusal, type Ticket } from "./pacer.ts"
@@ -153,7 +153,8 @@ export const sharedPacerLayer = Layer.effectContext(
     }
     const failed = (pacer: ProviderPacer) => {
       pacer.failures++
-      if (!redis.isUp() || pacer.failures >= failuresBeforeFallback) pacer.fallbackUntil = now() + fallbackHoldMs
+      if (!redis.isUp() || pacer.failures >= failuresBeforeFallback)
+        pacer.fallbackUntil = now() + fallbackHoldMs
     }
 
     const handOut = (pacer: ProviderPacer, sharedSlot: boolean): boolean => {
@@ -217,8 +218,14 @@ export const sharedPacerLayer = Layer.effectContext(
     const dispatch = (pacer: ProviderPacer): void => {
       if (pacer.acquiring || pacer.queue.size === 0) return
       const t = now()
-      if (pacer.pausedUntil > t) return sleep(pacer, pacer.pausedUntil - t)
-      if (!shared(pacer)) return dispatchLocal(pacer)
+      if (pacer.pausedUntil > t) {
+        sleep(pacer, pacer.pausedUntil - t)
+        return
+      }
+      if (!shared(pacer)) {
+        dispatchLocal(pacer)
+        return
+      }
       pacer.acquiring = true
       pacer.waitingForSlots = false
       const want = Math.min(pacer.queue.size, maxBatch)
@@ -375,7 +382,11 @@ export const sharedPacerLayer = Layer.effectContext(
     const state = (): ReadonlyArray<PacerState> =>
       [...pacers.values()].map((pacer) => ({
         provider: pacer.name,
-        tokens: Math.floor((shared(pacer) ? (pacer.last?.tokens ?? pacer.settings.burst) : pacer.fallback.bucket.tokens) * 100) / 100,
+        tokens:
+          Math.floor(
+            (shared(pacer) ? (pacer.last?.tokens ?? pacer.settings.burst) : pacer.fallback.bucket.tokens) *
+              100,
+          ) / 100,
         inFlight: pacer.inFlight,
         queued: pacer.queue.size,
         concurrencyLimit: pacer.concurrencyLimit,

@@ -36,9 +36,13 @@ export const clusterReady = HttpRouter.middleware(
       const request = yield* HttpServerRequest.HttpServerRequest
       if (request.method !== "GET" || !/^\/ready\/?(\?|$)/.test(request.url)) return response
       const extra = yield* clusterReadiness
-      if (extra === undefined || response.body._tag !== "Uint8Array" || !(yield* hasOpsAccess)) return response
+      if (extra === undefined || response.body._tag !== "Uint8Array" || !(yield* hasOpsAccess))
+        return response
       const body = JSON.parse(new TextDecoder().decode(response.body.body)) as Record<string, unknown>
-      return HttpServerResponse.jsonUnsafe({ ...body, ...extra }, { status: response.status, headers: response.headers })
+      return HttpServerResponse.jsonUnsafe(
+        { ...body, ...extra },
+        { status: response.status, headers: response.headers },
+      )
     }),
   { global: true },
 )

@@ -10,8 +10,8 @@ import {
   setGauge,
   withReplicaLabel,
 } from "../telemetry/metrics.ts"
-import { clusterReadiness } from "./cluster-ready.ts"
 import { ProcessMetrics } from "../telemetry/process-metrics.ts"
+import { clusterReadiness } from "./cluster-ready.ts"
 
 /**
  * `GET /metrics`: Prometheus exposition of the request and process metrics, with the pacers and

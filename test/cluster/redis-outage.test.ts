@@ -1,6 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Replica, startCluster, stopCluster } from "../../scripts/replicas.ts"
-import { clusterDatabase, clusterSkipReason, ownRedis, perSecond, runPrefix, sleep } from "../support/cluster.ts"
+import {
+  clusterDatabase,
+  clusterSkipReason,
+  ownRedis,
+  perSecond,
+  runPrefix,
+  sleep,
+} from "../support/cluster.ts"
 import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
 
 /**
@@ -125,7 +132,9 @@ describe.skipIf(skip !== undefined)("Redis outage and a killed replica", () => {
     expect((await ready(replicas[0]!)).shared.limits).toBe("fallback")
     // requests_per_minute=9 while Redis is gone: 9 / 3 replicas = 3 each, 9 in all.
     const rpm = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => complete(replicas[i % 3]!, "mock/faststream-ttft", `rpm ${i}`, rpmKey)),
+      Array.from({ length: 30 }, (_, i) =>
+        complete(replicas[i % 3]!, "mock/faststream-ttft", `rpm ${i}`, rpmKey),
+      ),
     )
     const rpmAdmitted = rpm.filter((r) => r.status === 200).length
     expect(rpm.filter((r) => r.status !== 200 && r.status !== 429)).toEqual([])

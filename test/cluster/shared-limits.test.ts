@@ -138,7 +138,8 @@ describe.skipIf(skip !== undefined)("three replicas share the pacer and the key 
     expect(statuses.filter((s) => s === 429)).toHaveLength(9)
     expect(results.find((r) => r.status === 429)!.text).toContain("key_concurrency_limited")
     // The slots came back: one more goes through on each replica.
-    for (const replica of replicas) expect((await complete(replica, key, "mock/faststream-ttft", "after")).status).toBe(200)
+    for (const replica of replicas)
+      expect((await complete(replica, key, "mock/faststream-ttft", "after")).status).toBe(200)
   })
 
   it("tokens_per_day holds for the three replicas together", async () => {

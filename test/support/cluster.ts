@@ -45,7 +45,9 @@ export const clusterDatabase = (): { readonly url: string; readonly drop: () => 
   if (inject("backend") === "postgres") return { url: inject("databaseUrl"), drop: () => {} }
   const name = `dac_cluster_${Date.now()}_${process.pid}`
   const psql = (sql: string) =>
-    execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql], { stdio: "ignore" })
+    execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql], {
+      stdio: "ignore",
+    })
   psql(`CREATE DATABASE ${name}`)
   return {
     url: `postgres://postgres@127.0.0.1:5432/${name}`,
@@ -58,9 +60,13 @@ export const ownRedis = async () => {
   const port = await freePort()
   let child: ChildProcess | undefined
   const start = async () => {
-    child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore",
-    })
+    child = spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      {
+        stdio: "ignore",
+      },
+    )
     for (let i = 0; i < 50 && !(await reachable(port)); i++) await new Promise((r) => setTimeout(r, 50))
   }
   /** SIGKILL: a Redis that dies, not one that says goodbye. */
@@ -83,6 +89,7 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
 /** Upstream arrivals (performance.now() ms) counted per whole second from `from`. */
 export const perSecond = (times: ReadonlyArray<number>, from: number, to: number) => {
   const buckets: Array<number> = []
-  for (let s = from; s + 1000 <= to; s += 1000) buckets.push(times.filter((t) => t >= s && t < s + 1000).length)
+  for (let s = from; s + 1000 <= to; s += 1000)
+    buckets.push(times.filter((t) => t >= s && t < s + 1000).length)
   return buckets
 }

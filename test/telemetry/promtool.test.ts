@@ -50,7 +50,7 @@ describe("GET /metrics and promtool", () => {
   )
 
   it.skipIf(!promtool)(
-    "with REDIS_URL, every sample carries replica=\"…\" and promtool still accepts the scrape (skipped without Redis at 127.0.0.1:6379)",
+    'with REDIS_URL, every sample carries replica="…" and promtool still accepts the scrape (skipped without Redis at 127.0.0.1:6379)',
     async (context) => {
       if (!(await reachable(6379))) {
         console.warn("no Redis at 127.0.0.1:6379: skipping the promtool lint of a replica's /metrics")
