@@ -97,15 +97,16 @@ export const startCluster = async (options: ClusterOptions): Promise<ReadonlyArr
   }
   const env = { REPLICA_COUNT: String(options.replicas), ...options.env }
   const first = await startReplica("r1", ports[0]!, env, options.keepLines)
-  try {
-    const rest = await Promise.all(
-      ports.slice(1).map((port, i) => startReplica(`r${i + 2}`, port, env, options.keepLines)),
-    )
-    return [first, ...rest]
-  } catch (error) {
-    await stopReplica(first)
-    throw error
+  const rest = await Promise.allSettled(
+    ports.slice(1).map((port, i) => startReplica(`r${i + 2}`, port, env, options.keepLines)),
+  )
+  const started = rest.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []))
+  const failed = rest.find((r) => r.status === "rejected")
+  if (failed !== undefined) {
+    await stopCluster([first, ...started])
+    throw failed.reason
   }
+  return [first, ...started]
 }
 
 export const stopCluster = (replicas: ReadonlyArray<Replica>) =>
