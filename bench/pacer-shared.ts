@@ -77,7 +77,7 @@ const redis = Context.get(shared.context, SharedRedis)
 for (let i = 0; i < 100 && !redis.isUp(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
 if (!redis.isUp()) throw new Error(`no Redis at ${redisUrl}`)
 const sharedFigures = await measure(Context.get(shared.context, Pacer))
-const cost = Context.get(shared.context, SharedPacer).status().cost
+const cost = (await Effect.runPromise(Context.get(shared.context, SharedPacer).status)).cost
 await shared.close()
 
 const row = (name: string, f: typeof localFigures) =>

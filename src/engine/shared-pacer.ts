@@ -3,7 +3,7 @@ import { AppConfig, type ProviderName, type ProviderSettings, providerNames } fr
 import { PacerQueueFull } from "../domain/errors.ts"
 import { Overloaded, type ProviderError } from "../domain/provider-errors.ts"
 import { SharedRedis } from "../store/redis.ts"
-import { pacerAcquire, pacerRelease, pacerRenew } from "../store/redis-scripts.ts"
+import { pacerAcquire, pacerPeek, pacerRelease, pacerRenew } from "../store/redis-scripts.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import { FairQueue } from "./fair-queue.ts"
 import { inFlightShare, maxTimerMs, Pacer, type PacerState, refusal, type Ticket } from "./pacer.ts"
@@ -32,7 +32,7 @@ interface Waiter {
   readonly wake: Deferred.Deferred<void, Overloaded>
 }
 
-/** The shared budget as this replica last read it. */
+/** The shared budget, read from Redis now (or, Redis unreachable, as this replica last read it). */
 export interface SharedBudgetState {
   readonly provider: ProviderName
   /** `shared`: slots come from Redis; `fallback`: from this replica's 1/REPLICA_COUNT share. */
@@ -42,7 +42,7 @@ export interface SharedBudgetState {
   readonly inFlight: number
   readonly concurrencyLimit: number
   readonly pausedUntil: number | null
-  /** The last read's age (ms); null before the first. */
+  /** The age of these figures (ms): 0 when read now; null when never read. */
   readonly readAgoMs: number | null
 }
 
@@ -79,9 +79,10 @@ interface ProviderPacer {
 }
 
 /** The shared pacer's status, for `/ready` and `/metrics`. */
-export class SharedPacer extends Context.Service<SharedPacer, { readonly status: () => SharedPacerStatus }>()(
-  "dac/engine/SharedPacer",
-) {}
+export class SharedPacer extends Context.Service<
+  SharedPacer,
+  { readonly status: Effect.Effect<SharedPacerStatus> }
+>()("dac/engine/SharedPacer") {}
 
 /**
  * The pacer with REDIS_URL: the same org-fair queue per replica (fair-queue.ts, `refusal`,
@@ -393,27 +394,55 @@ export const sharedPacerLayer = Layer.effectContext(
         pausedUntil: pacer.pausedUntil > now() ? Date.now() + (pacer.pausedUntil - now()) : null,
       }))
 
-    const status = (): SharedPacerStatus => {
+    /** Each provider's budget read now (one read-only script each), else the last one read. */
+    const peek = (pacer: ProviderPacer) => {
       const t = now()
+      const known = (): SharedBudgetState => ({
+        provider: pacer.name,
+        mode: shared(pacer) ? "shared" : "fallback",
+        tokens: Math.floor((pacer.last?.tokens ?? pacer.settings.burst) * 100) / 100,
+        inFlight: pacer.last?.inFlight ?? 0,
+        concurrencyLimit: pacer.last?.limit ?? pacer.settings.concurrency,
+        pausedUntil: pacer.pausedUntil > t ? Date.now() + (pacer.pausedUntil - t) : null,
+        readAgoMs: pacer.last === undefined ? null : Math.round(t - pacer.last.at),
+      })
+      if (!redis.isUp()) return Effect.succeed(known())
+      const { settings } = pacer
+      return redis
+        .run(
+          pacerPeek,
+          [pacer.keys.state, pacer.keys.slots, redis.replicasKey],
+          [settings.rps, settings.burst, settings.concurrency],
+        )
+        .pipe(
+          Effect.map((reply): SharedBudgetState => {
+            const [tokens, inFlight, limit, pausedLeft] = reply as [string, number, number, number]
+            return {
+              ...known(),
+              tokens: Math.floor(Number(tokens) * 100) / 100,
+              inFlight,
+              concurrencyLimit: limit,
+              pausedUntil: pausedLeft > 0 ? Date.now() + pausedLeft : null,
+              readAgoMs: 0,
+            }
+          }),
+          Effect.catch(() => Effect.succeed(known())),
+        )
+    }
+
+    const status = Effect.gen(function* () {
+      const providers = yield* Effect.all([...pacers.values()].map(peek), { concurrency: "unbounded" })
       return {
         replicaId: redis.replicaId,
         leaseMs: redis.leaseMs,
-        providers: [...pacers.values()].map((pacer) => ({
-          provider: pacer.name,
-          mode: shared(pacer) ? "shared" : "fallback",
-          tokens: Math.floor((pacer.last?.tokens ?? pacer.settings.burst) * 100) / 100,
-          inFlight: pacer.last?.inFlight ?? 0,
-          concurrencyLimit: pacer.last?.limit ?? pacer.settings.concurrency,
-          pausedUntil: pacer.pausedUntil > t ? Date.now() + (pacer.pausedUntil - t) : null,
-          readAgoMs: pacer.last === undefined ? null : Math.round(t - pacer.last.at),
-        })),
+        providers,
         cost: {
           roundTrips: cost.trips,
           meanMs: cost.trips === 0 ? 0 : Math.round((cost.totalMs / cost.trips) * 1000) / 1000,
           slotsPerTrip: cost.trips === 0 ? 0 : Math.round((cost.slots / cost.trips) * 100) / 100,
         },
-      }
-    }
+      } satisfies SharedPacerStatus
+    })
 
     return Context.make(Pacer, Pacer.of({ enqueue, state })).pipe(
       Context.add(SharedPacer, SharedPacer.of({ status })),

@@ -10,7 +10,7 @@ export const clusterReadiness = Effect.gen(function* () {
   const pacer = yield* Effect.serviceOption(SharedPacer)
   if (Option.isNone(redis) || Option.isNone(pacer)) return undefined
   const status = redis.value.status()
-  const shared = pacer.value.status()
+  const shared = yield* pacer.value.status
   return {
     replica: redis.value.replicaId,
     redis: { state: status.state, since: status.since, outages: status.outages },

@@ -66,6 +66,32 @@ return { granted, wait, tostring(tokens), inflight + granted, limit, math.max(0,
 )
 
 /**
+ * Pacer, read the budget without taking anything (for `/ready` and `/metrics`): KEYS state, slots,
+ * replicas; ARGV rps, burst, max concurrency. Returns { tokens, in flight, limit, paused ms left }.
+ */
+export const pacerPeek = redisScript(
+  "pacer.peek",
+  3,
+  `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local rps = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local maxc = tonumber(ARGV[3])
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'limit', 'paused')
+local tokens = tonumber(s[1]) or burst
+local ts = tonumber(s[2]) or now
+if now > ts then tokens = math.min(burst, tokens + (now - ts) * rps / 1000) end
+local fields = redis.call('HGETALL', KEYS[2])
+local inflight = 0
+for i = 1, #fields, 2 do
+  local lease = redis.call('ZSCORE', KEYS[3], fields[i])
+  if lease and tonumber(lease) > now then inflight = inflight + tonumber(fields[i + 1]) end
+end
+local paused = tonumber(s[4]) or 0
+return { tostring(tokens), inflight, math.min(tonumber(s[3]) or maxc, maxc), math.max(0, math.ceil(paused - now)) }`,
+)
+
+/**
  * Pacer, give slots back and report how the calls ended: KEYS state, slots; ARGV replica, count,
  * outcome (`ok`: the limit grows by one; `rate_limited`: halves it and pauses; `pause`: pauses
  * only; `none`), pause ms, max concurrency.
