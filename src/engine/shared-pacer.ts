@@ -3,7 +3,7 @@ import { AppConfig, type ProviderName, type ProviderSettings, providerNames } fr
 import { PacerQueueFull } from "../domain/errors.ts"
 import { Overloaded, type ProviderError } from "../domain/provider-errors.ts"
 import { SharedRedis } from "../store/redis.ts"
-import { pacerAcquire, pacerPeek, pacerRelease, pacerRenew } from "../store/redis-scripts.ts"
+import { pacerAcquire, pacerPeek, pacerRelease, renewHeld } from "../store/redis-scripts.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import { FairQueue } from "./fair-queue.ts"
 import { inFlightShare, maxTimerMs, Pacer, type PacerState, refusal, type Ticket } from "./pacer.ts"
@@ -195,7 +195,7 @@ export const sharedPacerLayer = Layer.effectContext(
       if (!redis.isUp()) return
       redis
         .evalScript(
-          pacerRenew,
+          renewHeld,
           [pacer.keys.slots, redis.replicasKey],
           [redis.replicaId, pacer.inFlight, redis.leaseMs],
         )

@@ -124,11 +124,12 @@ return 1`,
 )
 
 /**
- * Pacer, this replica holds exactly `count` slots (its own count is the truth: it corrects what
- * lost replies and an outage left wrong): KEYS slots, replicas; ARGV replica, count, lease ms.
+ * Pacer or a key's in-flight slots, this replica holds exactly `count` (its own count is the truth:
+ * it corrects what lost replies and an outage left wrong): KEYS slots hash, replicas; ARGV replica,
+ * count, lease ms.
  */
-export const pacerRenew = redisScript(
-  "pacer.renew",
+export const renewHeld = redisScript(
+  "held.renew",
   2,
   `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
