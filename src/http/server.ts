@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { AppConfig } from "../config.ts"
@@ -34,7 +34,8 @@ export const RoutesLive = Layer.unwrap(
       OpenAiRoute,
       errorMiddleware(config.maxBodyBytes),
       opsGuard,
-      clusterReady,
+      // With REDIS_URL only: /ready gains the replica, Redis and the shared budget.
+      Option.isSome(config.cluster.redisUrl) ? clusterReady : Layer.empty,
     ),
   ),
 )
