@@ -1,6 +1,8 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process"
 import { once } from "node:events"
 import { connect } from "node:net"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { inject } from "vitest"
 import { freePort } from "../../scripts/free-port.ts"
 
@@ -92,4 +94,36 @@ export const perSecond = (times: ReadonlyArray<number>, from: number, to: number
   for (let s = from; s + 1000 <= to; s += 1000)
     buckets.push(times.filter((t) => t >= s && t < s + 1000).length)
   return buckets
+}
+
+export interface UpstreamStats {
+  /** Epoch ms of each POST, by provider. */
+  readonly arrivals: Record<string, ReadonlyArray<number>>
+  readonly maxConcurrency: Record<string, number>
+}
+
+/** The fake upstream in a child process (upstream-process.ts), its clock independent of the test's. */
+export const upstreamProcess = async (replies: Record<string, unknown>) => {
+  const child = fork(
+    join(dirname(fileURLToPath(import.meta.url)), "upstream-process.ts"),
+    [JSON.stringify(replies)],
+    {
+      execArgv: ["--disable-warning=ExperimentalWarning"],
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    },
+  )
+  const [ready] = (await once(child, "message")) as [{ env: Record<string, string> }]
+  return {
+    env: ready.env,
+    stats: async (): Promise<UpstreamStats> => {
+      child.send({ type: "stats" })
+      const [stats] = (await once(child, "message")) as [UpstreamStats]
+      return stats
+    },
+    close: async () => {
+      const exited = once(child, "exit")
+      child.disconnect()
+      await exited
+    },
+  }
 }
