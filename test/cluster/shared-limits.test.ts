@@ -3,6 +3,7 @@ import { type Replica, startCluster, stopCluster } from "../../scripts/replicas.
 import {
   clusterDatabase,
   clusterSkipReason,
+  dropPrefix,
   perSecond,
   runPrefix,
   sleep,
@@ -23,6 +24,7 @@ const concurrency = 6
 let upstream: Awaited<ReturnType<typeof upstreamProcess>>
 let replicas: ReadonlyArray<Replica> = []
 let database: ReturnType<typeof clusterDatabase> | undefined
+const prefix = runPrefix("limits")
 
 /** A `/v1` streamed completion, read to its end; the status. */
 const complete = async (replica: Replica, key: string, model: string, content: string) => {
@@ -67,7 +69,7 @@ describe.skipIf(skip !== undefined)("three replicas share the pacer and the key 
         ...upstream.env,
         DATABASE_URL: database.url,
         REDIS_URL: "redis://127.0.0.1:6379",
-        REDIS_KEY_PREFIX: runPrefix("limits"),
+        REDIS_KEY_PREFIX: prefix,
         AUTH_MODE: "keys",
         ADMIN_API_KEY: adminKey,
         LOG_LEVEL: "Warn",
@@ -84,6 +86,7 @@ describe.skipIf(skip !== undefined)("three replicas share the pacer and the key 
     await stopCluster(replicas)
     await upstream?.close()
     database?.drop()
+    await dropPrefix("redis://127.0.0.1:6379", prefix)
   })
 
   it(`the upstream sees ${rps} requests/s ± 5 % from three loaded replicas, and never more than ${concurrency} calls at once`, async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { reachable, runPrefix } from "../support/cluster.ts"
+import { dropPrefix, reachable, runPrefix } from "../support/cluster.ts"
 import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
 import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
 
@@ -14,6 +14,7 @@ if (!redisUp) console.warn("no Redis at 127.0.0.1:6379: skipping the shared 429 
 let upstream: FakeUpstream
 let a: RunningGateway
 let b: RunningGateway
+const prefix = runPrefix("pause")
 
 describe.skipIf(!redisUp)("the 429 pause and the adaptive limit are shared", () => {
   beforeAll(async () => {
@@ -25,7 +26,7 @@ describe.skipIf(!redisUp)("the 429 pause and the adaptive limit are shared", () 
     const env = {
       ...upstream.env(),
       REDIS_URL: "redis://127.0.0.1:6379",
-      REDIS_KEY_PREFIX: runPrefix("pause"),
+      REDIS_KEY_PREFIX: prefix,
       REPLICA_COUNT: "2",
       UPSTREAM_MAX_ATTEMPTS: "1",
       OPENAI_CONCURRENCY: "64",
@@ -37,6 +38,7 @@ describe.skipIf(!redisUp)("the 429 pause and the adaptive limit are shared", () 
     await a?.close()
     await b?.close()
     await upstream?.close()
+    await dropPrefix("redis://127.0.0.1:6379", prefix)
   })
 
   it("a 429 answered to replica A holds replica B's next call for its retry-after, and halves the limit for both", async () => {

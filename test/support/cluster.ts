@@ -3,6 +3,7 @@ import { once } from "node:events"
 import { connect } from "node:net"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Redis } from "ioredis"
 import { inject } from "vitest"
 import { freePort } from "../../scripts/free-port.ts"
 
@@ -125,5 +126,23 @@ export const upstreamProcess = async (replies: Record<string, unknown>) => {
       child.disconnect()
       await exited
     },
+  }
+}
+
+/** Deletes every key under a test's prefix (the pacer's state hashes have no expiry). */
+export const dropPrefix = async (url: string, prefix: string) => {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await client.connect()
+    let cursor = "0"
+    do {
+      const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500)
+      cursor = next
+      if (keys.length > 0) await client.del(...keys)
+    } while (cursor !== "0")
+  } catch {
+    // Redis gone: nothing to clean.
+  } finally {
+    client.disconnect()
   }
 }

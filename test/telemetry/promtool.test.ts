@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { reachable, runPrefix } from "../support/cluster.ts"
+import { dropPrefix, reachable, runPrefix } from "../support/cluster.ts"
 import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
 
 // promtool ships in Debian's `prometheus` package; .ci/run installs it (`PROMTOOL` names another
@@ -56,9 +56,10 @@ describe("GET /metrics and promtool", () => {
         console.warn("no Redis at 127.0.0.1:6379: skipping the promtool lint of a replica's /metrics")
         return context.skip()
       }
+      const prefix = runPrefix("promtool")
       const replica = await startGateway({
         REDIS_URL: "redis://127.0.0.1:6379",
-        REDIS_KEY_PREFIX: runPrefix("promtool"),
+        REDIS_KEY_PREFIX: prefix,
         REPLICA_ID: "replica-a",
       })
       try {
@@ -81,6 +82,7 @@ describe("GET /metrics and promtool", () => {
         })
       } finally {
         await replica.close()
+        await dropPrefix("redis://127.0.0.1:6379", prefix)
       }
     },
   )
