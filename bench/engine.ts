@@ -17,7 +17,7 @@ import { newRequestId, type OrgId, type ThreadId } from "../src/domain/ids.ts"
 import { type TurnInput, Turns } from "../src/engine/turns.ts"
 import { listenBody } from "../src/http/stream.ts"
 import { appLayer } from "../src/layers.ts"
-import { ThreadsRepo } from "../src/store/threads-repo.ts"
+import type { ThreadsRepo } from "../src/store/threads-repo.ts"
 
 const turns = Number(argValue("--turns") ?? "20000")
 const concurrency = Number(argValue("--concurrency") ?? "100")

@@ -105,7 +105,8 @@ const frameHubFanOut = async (n: number) => {
   return { ns, cpuNs: (used.user + used.system) * 1000 }
 }
 
-const END = frame(-2, "end", {})
+// A sentinel for the subscribers to stop on (never a real frame: its id is negative).
+const END = frame(-2, "cancelled", {})
 
 /**
  * N subscriber fibers on one PubSub. `perFrame`: the publisher yields after each frame, so every

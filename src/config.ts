@@ -124,8 +124,9 @@ export interface AppConfigShape {
    */
   readonly reconnectGraceMs: number
   /**
-   * `REPLICA_ID`: this process's name as the owner of the replies it runs (stored with each reply's
-   * lease); default: host name, pid and a random suffix.
+   * `REPLICA_ID`: this process's name: the owner of the replies it runs (stored with each reply's
+   * lease), and its name in logs, `/ready`, the metrics' `replica` label and OTLP's
+   * `service.instance.id`; default: host name, pid and a random suffix.
    */
   readonly replicaId: string
   /** `REPLY_LEASE_MS`: how long a running reply's lease holds; renewed every third of it while it runs. */
@@ -152,6 +153,21 @@ export interface AppConfigShape {
   readonly otel: OtelSettings
   /** `MODEL_ALIASES`: alias → provider and model, for `/v1/chat/completions` (empty: none). */
   readonly modelAliases: ReadonlyMap<string, ModelTarget>
+  /** Several replicas on one Redis (README, "Several replicas"); without `REDIS_URL`, none of it runs. */
+  readonly cluster: ClusterSettings
+}
+
+export interface ClusterSettings {
+  /** `REDIS_URL`: shares the pacer and the key limits between replicas (unset or empty: not shared). */
+  readonly redisUrl: Option.Option<Redacted.Redacted<string>>
+  /** `REDIS_KEY_PREFIX`: every key DAC writes starts with it (several deployments on one Redis). */
+  readonly keyPrefix: string
+  /** `REPLICA_COUNT`: while Redis is unreachable, each replica keeps 1/REPLICA_COUNT of every limit. */
+  readonly replicaCount: number
+  /** `SHARED_LEASE_MS`: a replica's slots are held under a lease it renews; a dead one's return after this. */
+  readonly leaseMs: number
+  /** `REDIS_COMMAND_TIMEOUT_MS`: a Redis command not answered this soon fails (and the replica falls back). */
+  readonly commandTimeoutMs: number
 }
 
 const defaultBaseUrls: Record<ProviderName, string> = {
@@ -323,6 +339,7 @@ export const appConfig = Config.all({
   sseKeepaliveMs: durationMs("SSE_KEEPALIVE_MS", 15_000),
   reconnectGraceMs: durationMs("RECONNECT_GRACE_MS", 30_000, 0),
   replicaId: Config.String("REPLICA_ID").pipe(
+    Config.map((id) => id.trim()),
     Config.withDefault(`${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`),
   ),
   replyLeaseMs: durationMs("REPLY_LEASE_MS", 15_000),
@@ -360,6 +377,16 @@ export const appConfig = Config.all({
     metricIntervalMs: durationMs("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
   }),
   modelAliases,
+  cluster: Config.all({
+    redisUrl: secretOption("REDIS_URL"),
+    keyPrefix: Config.String("REDIS_KEY_PREFIX").pipe(Config.withDefault("dac:")),
+    replicaCount: positiveInt("REPLICA_COUNT", 1),
+    leaseMs: Config.schema(
+      Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 300, maximum: 600_000 })),
+      "SHARED_LEASE_MS",
+    ).pipe(Config.withDefault(5_000)),
+    commandTimeoutMs: durationMs("REDIS_COMMAND_TIMEOUT_MS", 500),
+  }),
   mock: Config.all({
     ttftMs: durationMs("MOCK_TTFT_MS", 20, 0),
     tokens: positiveInt("MOCK_TOKENS", 24),

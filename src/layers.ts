@@ -7,6 +7,8 @@ import { KeyLimiter } from "./engine/key-limits.ts"
 import { Pacer } from "./engine/pacer.ts"
 import { AuthStartup } from "./engine/quick-start.ts"
 import { ReplyProgress } from "./engine/reply-progress.ts"
+import { sharedKeyLimiterLayer } from "./engine/shared-key-limits.ts"
+import { sharedPacerLayer } from "./engine/shared-pacer.ts"
 import { ThreadActors } from "./engine/thread-actors.ts"
 import { Turns } from "./engine/turns.ts"
 import { HttpServerLive } from "./http/server.ts"
@@ -14,6 +16,7 @@ import { GracefulShutdown } from "./http/shutdown.ts"
 import { Providers } from "./providers/providers.ts"
 import { KeysRepo } from "./store/keys-repo.ts"
 import { MessagesRepo } from "./store/messages-repo.ts"
+import { SharedRedis } from "./store/redis.ts"
 import { RequestLogRepo } from "./store/request-log-repo.ts"
 import { SqlLive } from "./store/sql.ts"
 import { ThreadsRepo } from "./store/threads-repo.ts"
@@ -44,6 +47,18 @@ const Repos = Layer.mergeAll(
 ).pipe(Layer.provideMerge(SqlLive))
 
 /**
+ * The pacer and the key limits: in this process alone, or with REDIS_URL shared by every replica
+ * through Redis (README, "Several replicas"). Without REDIS_URL no Redis code is built or run.
+ */
+const Limits: Layer.Layer<Pacer | KeyLimiter, never, AppConfig> = Layer.unwrap(
+  Effect.map(AppConfig, (config) =>
+    Option.isNone(config.cluster.redisUrl)
+      ? Layer.mergeAll(Pacer.layer, KeyLimiter.layer)
+      : Layer.mergeAll(sharedPacerLayer, sharedKeyLimiterLayer).pipe(Layer.provideMerge(SharedRedis.layer)),
+  ),
+)
+
+/**
  * The engine's services over the repositories and the configuration (tests build it on their own
  * store), with the providers given (a scripted provider in tests).
  */
@@ -57,8 +72,7 @@ export const engineServices = <E>(providers: Layer.Layer<Providers, E, AppConfig
         ProcessMetrics.layer,
         providers,
         Coalescer.layer,
-        Pacer.layer,
-        KeyLimiter.layer,
+        Limits,
       ),
     ),
   )

@@ -64,6 +64,47 @@ export const unpacedTicket: Ticket = {
   pause: () => {},
 }
 
+/** What `inFlightShare` and `refusal` read of a pacer (the local one and the shared one's local half). */
+export interface FairState {
+  readonly queue: FairQueue<{ readonly org: string }>
+  readonly inFlightByOrg: ReadonlyMap<string, number>
+  readonly maxQueue: number
+  readonly concurrencyLimit: number
+}
+
+/**
+ * An org's share of the in-flight slots: the limit split between the orgs in flight or waiting.
+ * Dispatch prefers an org under its share, so one org's long streams do not keep taking every slot
+ * that frees while another org waits.
+ */
+export const inFlightShare = (pacer: FairState) => {
+  let orgs = pacer.queue.orgCount
+  for (const org of pacer.inFlightByOrg.keys()) if (pacer.queue.countOf(org) === 0) orgs++
+  return Math.max(1, Math.ceil(pacer.concurrencyLimit / Math.max(1, orgs)))
+}
+
+/**
+ * The fair share of the queue (README, "Fair share"): with n orgs waiting (counting this one), an
+ * org may hold at most max(1, ceil(MAX_QUEUE / n)) places. A full queue still takes an org that has
+ * no place yet, so a newcomer is never refused because of another org's burst; that overflow is
+ * bounded: never more than 2 × MAX_QUEUE waiters in all. Nobody already queued is pushed out (a
+ * queued request may already be stored). `slotFree`: nobody waits and a slot is free now.
+ */
+export const refusal = (pacer: FairState, org: string, slotFree: boolean): string | undefined => {
+  if (pacer.queue.size === 0 && slotFree) return undefined
+  const held = pacer.queue.countOf(org)
+  const orgs = pacer.queue.orgCount + (held === 0 ? 1 : 0)
+  const share = Math.max(1, Math.ceil(pacer.maxQueue / orgs))
+  if (pacer.queue.size >= 2 * pacer.maxQueue) return "too many requests queued"
+  if (held >= share) {
+    return orgs > 1
+      ? `this org holds its share of the queue (${held} of ${share}, ${orgs} orgs waiting)`
+      : "too many requests queued"
+  }
+  if (pacer.queue.size >= pacer.maxQueue && held > 0) return "too many requests queued"
+  return undefined
+}
+
 /**
  * Per provider: a token bucket (`<P>_RPS`, `<P>_BURST`) and a concurrency limit
  * (`<P>_CONCURRENCY`) in front of every upstream call, with a bounded wait queue (`<P>_MAX_QUEUE`,
@@ -114,15 +155,6 @@ export class Pacer extends Context.Service<
         }),
       )
 
-      // An org's share of the in-flight slots: the limit split between the orgs in flight or
-      // waiting. Dispatch prefers an org under its share, so one org's long streams do not keep
-      // taking every slot that frees while another org waits.
-      const inFlightShare = (pacer: ProviderPacer) => {
-        let orgs = pacer.queue.orgCount
-        for (const org of pacer.inFlightByOrg.keys()) if (pacer.queue.countOf(org) === 0) orgs++
-        return Math.max(1, Math.ceil(pacer.concurrencyLimit / Math.max(1, orgs)))
-      }
-
       // Hands out slots while the bucket, the concurrency limit and any pause allow; otherwise
       // sleeps until the moment the next slot can exist.
       const dispatch = (pacer: ProviderPacer) => {
@@ -151,31 +183,11 @@ export class Pacer extends Context.Service<
         }
       }
 
-      // The fair share of the queue (README, "Fair share"): with n orgs waiting (counting this one),
-      // an org may hold at most max(1, ceil(MAX_QUEUE / n)) places. A full queue still takes an
-      // org that has no place yet, so a newcomer is never refused because of another org's burst;
-      // that overflow is bounded: never more than 2 × MAX_QUEUE waiters in all. Nobody already
-      // queued is pushed out (a queued request may already be stored).
-      const refuse = (pacer: ProviderPacer, org: string): string | undefined => {
-        if (pacer.queue.size === 0 && pacer.inFlight < pacer.concurrencyLimit) return undefined
-        const held = pacer.queue.countOf(org)
-        const orgs = pacer.queue.orgCount + (held === 0 ? 1 : 0)
-        const share = Math.max(1, Math.ceil(pacer.maxQueue / orgs))
-        if (pacer.queue.size >= 2 * pacer.maxQueue) return "too many requests queued"
-        if (held >= share) {
-          return orgs > 1
-            ? `this org holds its share of the queue (${held} of ${share}, ${orgs} orgs waiting)`
-            : "too many requests queued"
-        }
-        if (pacer.queue.size >= pacer.maxQueue && held > 0) return "too many requests queued"
-        return undefined
-      }
-
       const enqueue = (provider: ProviderName, org: string) =>
         Effect.suspend(() => {
           const pacer = pacers.get(provider)!
-          const refusal = refuse(pacer, org)
-          if (refusal !== undefined) {
+          const refused = refusal(pacer, org, pacer.inFlight < pacer.concurrencyLimit)
+          if (refused !== undefined) {
             const retryAfterMs = Math.max(
               1000,
               pacer.pausedUntil - now(),
@@ -183,7 +195,7 @@ export class Pacer extends Context.Service<
             )
             return Effect.fail(
               new PacerQueueFull({
-                message: `${refusal} for provider ${provider} (${pacer.queue.size} queued, ${provider.toUpperCase()}_MAX_QUEUE=${pacer.maxQueue}); retry later`,
+                message: `${refused} for provider ${provider} (${pacer.queue.size} queued, ${provider.toUpperCase()}_MAX_QUEUE=${pacer.maxQueue}); retry later`,
                 retryAfterMs,
               }),
             )

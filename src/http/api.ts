@@ -198,6 +198,36 @@ const readiness = {
       }),
     ),
   ),
+  /** With REDIS_URL: this replica's id (REPLICA_ID). */
+  replica: Schema.optional(Schema.String),
+  /** With REDIS_URL: whether Redis answers; `down` means every limit is at its 1/REPLICA_COUNT share. */
+  redis: Schema.optional(
+    Schema.Struct({
+      state: Schema.Literals(["up", "down"]),
+      since: Schema.Number,
+      outages: Schema.Number,
+    }),
+  ),
+  /** With REDIS_URL: the shared budget of each provider as this replica last read it. */
+  shared: Schema.optional(
+    Schema.Struct({
+      replicas: Schema.Number,
+      leaseMs: Schema.Number,
+      limits: Schema.Literals(["shared", "fallback"]),
+      pacer: Schema.Array(
+        Schema.Struct({
+          provider: Schema.String,
+          mode: Schema.Literals(["shared", "fallback"]),
+          tokens: Schema.Number,
+          inFlight: Schema.Number,
+          concurrencyLimit: Schema.Number,
+          pausedUntil: Schema.NullOr(Schema.Number),
+          readAgoMs: Schema.NullOr(Schema.Number),
+        }),
+      ),
+      cost: Schema.Struct({ roundTrips: Schema.Number, meanMs: Schema.Number, slotsPerTrip: Schema.Number }),
+    }),
+  ),
 }
 
 /** Ready: the store answers. It says `ok`, never where the store is or what its driver said. */

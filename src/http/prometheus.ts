@@ -2,8 +2,16 @@ import { Effect } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { Pacer } from "../engine/pacer.ts"
-import { pacerGauges, prometheusName, providerLabel, setGauge } from "../telemetry/metrics.ts"
+import {
+  clusterGauges,
+  pacerGauges,
+  prometheusName,
+  providerLabel,
+  setGauge,
+  withReplicaLabel,
+} from "../telemetry/metrics.ts"
 import { ProcessMetrics } from "../telemetry/process-metrics.ts"
+import { clusterReadiness } from "./cluster-ready.ts"
 
 /**
  * `GET /metrics`: Prometheus exposition of the request and process metrics, with the pacers and
@@ -32,7 +40,17 @@ export const PrometheusRoute = HttpRouter.add(
         context,
       )
     }
-    const text = yield* PrometheusMetrics.format({ metricNameMapper: prometheusName })
+    // With REDIS_URL: Redis and the shared budget, and a `replica` label on every sample.
+    const cluster = yield* clusterReadiness
+    if (cluster !== undefined) {
+      setGauge(clusterGauges.redisUp, {}, cluster.redis.state === "up" ? 1 : 0, context)
+      setGauge(clusterGauges.fallback, {}, cluster.shared.limits === "fallback" ? 1 : 0, context)
+      for (const budget of cluster.shared.pacer) {
+        setGauge(clusterGauges.sharedInFlight, providerLabel(budget.provider), budget.inFlight, context)
+      }
+    }
+    const formatted = yield* PrometheusMetrics.format({ metricNameMapper: prometheusName })
+    const text = cluster === undefined ? formatted : withReplicaLabel(formatted, cluster.replica)
     return HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
   }),
 )

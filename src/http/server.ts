@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { HttpRouter } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { AppConfig } from "../config.ts"
@@ -8,6 +8,7 @@ import { AdminAuthLive } from "./admin-auth.ts"
 import { AdminHandlers } from "./admin-handlers.ts"
 import { Api } from "./api.ts"
 import { onClientError } from "./client-error.ts"
+import { clusterReady } from "./cluster-ready.ts"
 import { MetricsHandlers, SystemHandlers, ThreadsHandlers, UsageHandlers } from "./handlers.ts"
 import { errorMiddleware } from "./middleware.ts"
 import { OpenAiRoute } from "./openai.ts"
@@ -33,6 +34,8 @@ export const RoutesLive = Layer.unwrap(
       OpenAiRoute,
       errorMiddleware(config.maxBodyBytes),
       opsGuard,
+      // With REDIS_URL only: /ready gains the replica, Redis and the shared budget.
+      Option.isSome(config.cluster.redisUrl) ? clusterReady : Layer.empty,
     ),
   ),
 )

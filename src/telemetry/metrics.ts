@@ -94,6 +94,40 @@ export const pacerGauges = {
   paused: gauge("dac.pacer.paused", "dac_pacer_paused", "1 while dispatch to the provider is paused", "1"),
 }
 
+/** With REDIS_URL: whether this replica reaches Redis and whether its limits are shared or its share. */
+export const clusterGauges = {
+  redisUp: gauge("dac.redis.up", "dac_redis_up", "1 while this replica reaches Redis (REDIS_URL)", "1"),
+  fallback: gauge(
+    "dac.limits.fallback",
+    "dac_limits_fallback",
+    "1 while Redis is unreachable and this replica keeps 1/REPLICA_COUNT of every limit",
+    "1",
+  ),
+  sharedInFlight: gauge(
+    "dac.pacer.shared_in_flight",
+    "dac_pacer_shared_in_flight",
+    "Upstream calls in flight on every replica, as this replica last read the shared budget",
+    "{request}",
+  ),
+}
+
+/** Every sample of a Prometheus exposition gets `replica="<id>"` (the comment lines stay as they are). */
+export const withReplicaLabel = (text: string, replica: string): string => {
+  const value = replica.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")
+  return text
+    .split("\n")
+    .map((line) => {
+      if (line === "" || line.startsWith("#")) return line
+      const brace = line.indexOf("{")
+      const space = line.indexOf(" ")
+      if (brace >= 0 && (space < 0 || brace < space)) {
+        return `${line.slice(0, brace + 1)}replica="${value}"${line[brace + 1] === "}" ? "" : ","}${line.slice(brace + 1)}`
+      }
+      return space < 0 ? line : `${line.slice(0, space)}{replica="${value}"}${line.slice(space)}`
+    })
+    .join("\n")
+}
+
 /** The process's own health: OTel's process/Node.js names over OTLP, the usual Node exporter's in Prometheus. */
 export const processMetrics = {
   cpu: named(

@@ -12,7 +12,7 @@ beforeAll(async () => {
     MOCK_TOKENS: String(tokens),
     // Long enough that a burst of identical requests all arrive while its reply runs (a loaded
     // machine takes a while to accept 500 connections).
-    MOCK_TTFT_MS: "800",
+    MOCK_TTFT_MS: "2000",
     MOCK_TOKEN_INTERVAL_MS: "5",
     COALESCE_ERROR_TTL_MS: "300",
     COALESCE_RESULT_TTL_MS: "5000",

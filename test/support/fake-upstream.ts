@@ -125,6 +125,8 @@ export interface FakeUpstream {
   readonly calls: (provider?: FakeProvider) => ReadonlyArray<RecordedRequest>
   /** `performance.now()` when the request's socket closed; waits for it (rejects after `timeoutMs`). */
   readonly socketClosedAt: (request: RecordedRequest, timeoutMs?: number) => Promise<number>
+  /** A provider's POSTs being answered right now, and the most at once since the last reset. */
+  readonly concurrency: (provider: FakeProvider) => { readonly now: number; readonly max: number }
   /** Back to the default replies, records cleared. */
   readonly reset: () => void
   readonly close: () => Promise<void>
@@ -196,6 +198,7 @@ export const startFakeUpstream = async (): Promise<FakeUpstream> => {
   const closeWaiters = new Map<number, Array<(at: number) => void>>()
   const open = new Set<Socket>()
   let nextSocket = 0
+  const active = new Map<FakeProvider, { now: number; max: number }>()
 
   const play = async (response: ServerResponse, reply: Reply) => {
     const transcript =
@@ -263,6 +266,11 @@ export const startFakeUpstream = async (): Promise<FakeUpstream> => {
     if (request.method !== "POST") return void response.writeHead(204).end()
     const index = counts.get(provider) ?? 0
     counts.set(provider, index + 1)
+    const load = active.get(provider) ?? { now: 0, max: 0 }
+    active.set(provider, load)
+    load.now++
+    load.max = Math.max(load.max, load.now)
+    response.on("close", () => load.now--)
     const configured = replies.get(provider) ?? { transcript: defaultTranscripts[provider] }
     await play(response, typeof configured === "function" ? configured(recorded, index) : configured)
   }
@@ -321,7 +329,9 @@ export const startFakeUpstream = async (): Promise<FakeUpstream> => {
         closeWaiters.set(request.socket, waiters)
       })
     },
+    concurrency: (provider) => ({ now: active.get(provider)?.now ?? 0, max: active.get(provider)?.max ?? 0 }),
     reset: () => {
+      for (const load of active.values()) load.max = load.now
       replies.clear()
       counts.clear()
       requests.length = 0

@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { dropPrefix, reachable, runPrefix } from "../support/cluster.ts"
 import { api, type RunningGateway, startGateway } from "../support/gateway.ts"
 
 // promtool ships in Debian's `prometheus` package; .ci/run installs it (`PROMTOOL` names another
@@ -45,6 +46,44 @@ describe("GET /metrics and promtool", () => {
         status: 0,
         problems: "",
       })
+    },
+  )
+
+  it.skipIf(!promtool)(
+    'with REDIS_URL, every sample carries replica="…" and promtool still accepts the scrape (skipped without Redis at 127.0.0.1:6379)',
+    async (context) => {
+      if (!(await reachable(6379))) {
+        console.warn("no Redis at 127.0.0.1:6379: skipping the promtool lint of a replica's /metrics")
+        return context.skip()
+      }
+      const prefix = runPrefix("promtool")
+      const replica = await startGateway({
+        REDIS_URL: "redis://127.0.0.1:6379",
+        REDIS_KEY_PREFIX: prefix,
+        REPLICA_ID: "replica-a",
+      })
+      try {
+        const c = api(replica.baseUrl, `org-${crypto.randomUUID()}`)
+        const threadId = (await c.post("/api/threads", {})).json.thread_id
+        await c.post(`/api/threads/${threadId}/messages`, {
+          role: "user",
+          content: "lint",
+          provider: "mock",
+          model: "faststream-ttft",
+        })
+        const text = await (await fetch(`${replica.baseUrl}/metrics`)).text()
+        expect(text).toContain('dac_redis_up{replica="replica-a"} 1')
+        const samples = text.split("\n").filter((line) => line !== "" && !line.startsWith("#"))
+        expect(samples.filter((line) => !line.includes('replica="replica-a"'))).toEqual([])
+        const checked = spawnSync(promtoolBin, ["check", "metrics"], { input: text, encoding: "utf8" })
+        expect({ status: checked.status, problems: `${checked.stdout}${checked.stderr}` }).toEqual({
+          status: 0,
+          problems: "",
+        })
+      } finally {
+        await replica.close()
+        await dropPrefix("redis://127.0.0.1:6379", prefix)
+      }
     },
   )
 })
