@@ -181,52 +181,52 @@ export const makeRun = (deps: RunDeps) => {
       "gen_ai.provider.name": spec.adapter.name,
       "gen_ai.request.model": spec.request.model,
     }
-    // The pacer slot is a resource of the call's scope: given back however the call ends (a
-    // RateLimited answer pauses the provider; leaving the queue early frees the place). A bound
-    // reached (time, size) stops the generation: its fiber is interrupted, which aborts the
-    // upstream request, and it ends with that bound's error, its text so far kept. (No race per
-    // call: interrupting the fiber it already has costs nothing until a bound is reached.)
+    // The pacer slot is a resource bracketing the call: given back however the call ends (a
+    // RateLimited answer pauses the provider; leaving the queue early frees the place), by
+    // `acquireUseRelease` rather than a Scope (the same guarantee without a scope and its finalizer
+    // list per call). A bound reached (time, size) stops the generation: its fiber is interrupted,
+    // which aborts the upstream request, and it ends with that bound's error, its text so far kept.
+    // (No race per call: interrupting the fiber it already has costs nothing until a bound is reached.)
+    const releaseSlot = (slot: Ticket, exit: Exit.Exit<unknown, unknown>) =>
+      Effect.sync(() => {
+        // The exit is the call's: its error is a GenerationError.
+        const error = Exit.isFailure(exit)
+          ? (Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined) as GenerationError | undefined)
+          : undefined
+        if (Exit.isSuccess(exit)) slot.release()
+        else if (isProviderError(error)) slot.release(error)
+        else slot.abandon()
+      })
     const call = (request: ProviderRequest) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const acquire = Effect.isEffect(spec.ticket) ? spec.ticket : Effect.succeed(spec.ticket)
-          const slot = yield* Effect.acquireRelease(acquire, (slot, exit) =>
-            Effect.sync(() => {
-              // The scope's exit is the call's: its error is a GenerationError.
-              const error = Exit.isFailure(exit)
-                ? (Cause.findErrorOption(exit.cause).pipe(Option.getOrUndefined) as
-                    | GenerationError
-                    | undefined)
-                : undefined
-              if (Exit.isSuccess(exit)) slot.release()
-              else if (isProviderError(error)) slot.release(error)
-              else slot.abandon()
-            }),
-          )
-          ticket = slot
-          queueWaitMs = yield* slot.dispatched.pipe(withPerCallSpan("pacer.wait", genAi))
-          const timer = setTimeout(
-            () =>
-              generation.stop(
-                new GenerationTimeout({
-                  message: `the reply took longer than ${config.generationMaxMs} ms (GENERATION_MAX_MS)`,
-                }),
+      Effect.acquireUseRelease(
+        Effect.isEffect(spec.ticket) ? spec.ticket : Effect.succeed(spec.ticket),
+        (slot) =>
+          Effect.gen(function* () {
+            ticket = slot
+            queueWaitMs = yield* slot.dispatched.pipe(withPerCallSpan("pacer.wait", genAi))
+            const timer = setTimeout(
+              () =>
+                generation.stop(
+                  new GenerationTimeout({
+                    message: `the reply took longer than ${config.generationMaxMs} ms (GENERATION_MAX_MS)`,
+                  }),
+                ),
+              Math.min(config.generationMaxMs, maxTimerMs),
+            )
+            yield* spec.adapter.run(request, onEvent).pipe(
+              Effect.ensuring(Effect.sync(() => clearTimeout(timer))),
+              Effect.andThen(
+                Effect.suspend(() =>
+                  Effect.annotateCurrentSpan({
+                    "gen_ai.response.finish_reasons": [finishReason],
+                    "gen_ai.usage.input_tokens": usage?.input_tokens,
+                    "gen_ai.usage.output_tokens": usage?.output_tokens,
+                  }),
+                ),
               ),
-            Math.min(config.generationMaxMs, maxTimerMs),
-          )
-          yield* spec.adapter.run(request, onEvent).pipe(
-            Effect.ensuring(Effect.sync(() => clearTimeout(timer))),
-            Effect.andThen(
-              Effect.suspend(() =>
-                Effect.annotateCurrentSpan({
-                  "gen_ai.response.finish_reasons": [finishReason],
-                  "gen_ai.usage.input_tokens": usage?.input_tokens,
-                  "gen_ai.usage.output_tokens": usage?.output_tokens,
-                }),
-              ),
-            ),
-          )
-        }),
+            )
+          }),
+        releaseSlot,
       )
     // A thread turn waits for the turns before it (its history then has their replies), and goes
     // upstream while its messages are inserted: when the insert fails, the call is interrupted.
