@@ -216,18 +216,18 @@ describe.skipIf(chromiumPath === null)("the chat page in Chromium", () => {
     expect(consoleErrors.filter((e) => !/net::ERR_/.test(e))).toEqual([])
   })
 
-  it("a dropped connection of the reply's only client: it reconnects, and says the gateway stopped the reply", async () => {
+  it("a dropped connection of the reply's only client: the gateway holds the reply, and the page's reconnect continues it", async () => {
     await signIn()
-    await send("Drop alone", "never-ending")
-    await expect.poll(() => lastReply().locator(".text").textContent()).toMatch(/( and){2}/)
+    await send("Drop alone", "faststream-ttft")
+    await expect.poll(() => lastReply().locator(".text").textContent()).toMatch(/Hello from/)
+    // No other client follows it: the page's `x-dac-on-disconnect: hold` keeps it running.
     expect(proxy.cut()).toBe(1)
-    await expect.poll(() => lastReply().getAttribute("data-status"), { timeout: 10_000 }).toBe("cancelled")
-    expect(await page.locator(".note").textContent()).toMatch(
-      /connection dropped and the gateway stopped the reply/,
-    )
-    const shown = await lastReply().locator(".text").textContent()
+    await expect.poll(() => page.locator(".note").textContent()).toMatch(/Connection lost|Reconnected/)
+    await expect.poll(() => lastReply().getAttribute("data-status"), { timeout: 10_000 }).toBe("complete")
+    expect(await lastReply().locator(".text").textContent()).toBe(mockReplyText(tokens))
+    expect(await page.locator(".note").textContent()).toMatch(/Reconnected: the reply continues/)
     const stored = (await api("GET", `/api/threads/${await threadIdOf("Drop alone")}`)).json.messages.at(-1)
-    expect(stored).toMatchObject({ status: "cancelled", content: shown })
+    expect(stored).toMatchObject({ status: "complete", content: mockReplyText(tokens) })
     expect(consoleErrors.filter((e) => !/net::ERR_/.test(e))).toEqual([])
   })
 
