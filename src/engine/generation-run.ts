@@ -1,6 +1,11 @@
 import { Cause, Deferred, Effect, Exit, Option, Schedule, type Scope } from "effect"
 import type { AppConfigShape } from "../config.ts"
-import { GenerationTimeout, GenerationTooLarge, StoreUnavailable } from "../domain/errors.ts"
+import {
+  GenerationTimeout,
+  GenerationTooLarge,
+  StoreUnavailable,
+  type ThreadNotFound,
+} from "../domain/errors.ts"
 import { newMessageId, type ThreadId } from "../domain/ids.ts"
 import { type ProviderError, UpstreamError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
@@ -40,6 +45,12 @@ const failureOf = (cause: Cause.Cause<GenerationError>, provider: string): Gener
     ? new UpstreamError({ provider, message: `the call to ${provider} failed` })
     : undefined
 }
+
+/** Why a turn's messages could not be stored (the insert turns a defect into StoreUnavailable). */
+const insertErrorOf = (cause: Cause.Cause<ThreadNotFound | StoreUnavailable>) =>
+  Cause.findErrorOption(cause).pipe(
+    Option.getOrElse(() => new StoreUnavailable({ message: "the turn could not be stored; try again" })),
+  )
 
 /** The reply of a stateless completion, shaped like a stored one (it is never written). */
 const transientReply = (outcome: FinishTurn): Message => {
@@ -229,24 +240,23 @@ export const makeRun = (deps: RunDeps) => {
         releaseSlot,
       )
     // A thread turn waits for the turns before it (its history then has their replies), and goes
-    // upstream while its messages are inserted: when the insert fails, the call is interrupted.
+    // upstream while its messages are inserted: told synchronously how the insert ended (no fiber
+    // per turn to watch it), a failed insert stops the generation, which interrupts the call.
     const turn = spec.turn
     const consume = (
       turn === undefined
         ? call(spec.request)
-        : Effect.andThen(turn.ready, () =>
-            Effect.all(
-              [
-                Effect.flatMap(Deferred.await(turn.inserted), (inserted) =>
-                  Effect.sync(() => {
-                    stored = inserted.assistantMessage
-                    grew = progress.track(stored.message_id, reply)
-                  }),
-                ),
-                call({ ...spec.request, messages: turn.history() }),
-              ],
-              { concurrency: 2, discard: true },
-            ),
+        : Effect.andThen(
+            turn.ready,
+            Effect.suspend(() => {
+              turn.onInserted((inserted) => {
+                if (Exit.isSuccess(inserted)) {
+                  stored = inserted.value.assistantMessage
+                  grew = progress.track(stored.message_id, reply)
+                } else generation.stop(insertErrorOf(inserted.cause))
+              })
+              return call({ ...spec.request, messages: turn.history() })
+            }),
           )
     ).pipe(withPerCallSpan("generation", { ...genAi, "dac.request_id": spec.requestId }))
 
@@ -255,10 +265,13 @@ export const makeRun = (deps: RunDeps) => {
     // `pending` while the process lives and the store answers.
     const settle = (exit: Exit.Exit<void, GenerationError>) =>
       Effect.gen(function* () {
-        // The insert outlives an interrupted call (it runs in its thread's scope): its fate is known.
+        // The insert outlives an interrupted call (it runs on its own): its fate is known. A reply
+        // whose messages could not be stored fails with that error, even when its call completed.
+        let insertError: ThreadNotFound | StoreUnavailable | undefined
         if (turn !== undefined && stored === undefined) {
           const inserted = yield* Effect.exit(Deferred.await(turn.inserted))
           if (Exit.isSuccess(inserted)) stored = inserted.value.assistantMessage
+          else insertError = insertErrorOf(inserted.cause)
         }
         if (stored !== undefined) progress.untrack(stored.message_id)
         // A slot taken before the generation started comes back even when the call never ran
@@ -266,33 +279,36 @@ export const makeRun = (deps: RunDeps) => {
         if (!Effect.isEffect(spec.ticket)) spec.ticket.abandon()
         const latencyMs = performance.now() - spec.startedAt
         const timings = { ttftMs, latencyMs, queueWaitMs }
-        const error = Exit.isSuccess(exit)
-          ? undefined
-          : generation.stopping !== undefined && Cause.hasInterruptsOnly(exit.cause)
-            ? generation.stopping
-            : failureOf(exit.cause, spec.adapter.name)
+        const error =
+          insertError ??
+          (Exit.isSuccess(exit)
+            ? undefined
+            : generation.stopping !== undefined && Cause.hasInterruptsOnly(exit.cause)
+              ? generation.stopping
+              : failureOf(exit.cause, spec.adapter.name))
         if (error?._tag === "UpstreamError" && !Exit.isSuccess(exit) && Cause.hasDies(exit.cause)) {
           yield* Effect.logError("generation failed with a defect", exit.cause)
         }
         const content = reply.parts.join("")
-        const outcome: FinishTurn = Exit.isSuccess(exit)
-          ? {
-              content,
-              status: "complete",
-              usage,
-              finishReason: finishReason ?? "stop",
-              errorCode: null,
-              lastEventId: reply.lastDeltaId,
-            }
-          : {
-              content,
-              // A reply cut off by a shutdown is `interrupted`, as one a crash cut off.
-              status: error?._tag === "ShuttingDown" ? "interrupted" : error ? "failed" : "cancelled",
-              usage,
-              finishReason: null,
-              errorCode: error?.code ?? null,
-              lastEventId: reply.lastDeltaId,
-            }
+        const outcome: FinishTurn =
+          Exit.isSuccess(exit) && error === undefined
+            ? {
+                content,
+                status: "complete",
+                usage,
+                finishReason: finishReason ?? "stop",
+                errorCode: null,
+                lastEventId: reply.lastDeltaId,
+              }
+            : {
+                content,
+                // A reply cut off by a shutdown is `interrupted`, as one a crash cut off.
+                status: error?._tag === "ShuttingDown" ? "interrupted" : error ? "failed" : "cancelled",
+                usage,
+                finishReason: null,
+                errorCode: error?.code ?? null,
+                lastEventId: reply.lastDeltaId,
+              }
         const message = yield* finish(stored, outcome)
         let result: GenerationOutcome
         if (message === undefined) {

@@ -1,5 +1,11 @@
 import { Deferred, Effect, Fiber, type Stream } from "effect"
-import { type GenerationTimeout, type GenerationTooLarge, ShuttingDown } from "../domain/errors.ts"
+import {
+  type GenerationTimeout,
+  type GenerationTooLarge,
+  ShuttingDown,
+  type StoreUnavailable,
+  type ThreadNotFound,
+} from "../domain/errors.ts"
 import {
   type GenerationId,
   newGenerationId,
@@ -13,8 +19,16 @@ import { FrameHub, type SlowListener } from "./frame-hub.ts"
 import type { Generation, GenerationError, GenerationOutcome, GenerationSpec } from "./generations.ts"
 import type { Frame, FrameSink } from "./sse-frames.ts"
 
-/** Why a generation is stopped other than by its requests: it ends with that error. */
-export type StopReason = GenerationTimeout | GenerationTooLarge | ShuttingDown
+/**
+ * Why a generation is stopped other than by its requests: a bound, a shutdown, or its turn's
+ * messages that could not be stored. It ends with that error.
+ */
+export type StopReason =
+  | GenerationTimeout
+  | GenerationTooLarge
+  | ShuttingDown
+  | StoreUnavailable
+  | ThreadNotFound
 
 /**
  * A running (or recently finished) generation: its frame hub, its attachments, and its fiber while

@@ -47,6 +47,11 @@ export interface QueuedTurn {
   readonly history: () => ReadonlyArray<ChatMessage>
   /** The stored turn: inserted in arrival order, while the turns before it may still run. */
   readonly inserted: Deferred.Deferred<InsertedTurn, InsertError>
+  /**
+   * Calls `f` with how the insert ended, synchronously as it does (at once when it has): for a run
+   * that goes upstream meanwhile, with no fiber to watch it.
+   */
+  readonly onInserted: (f: (exit: Exit.Exit<InsertedTurn, InsertError>) => void) => void
   /** Called once when the turn settled: the next turn goes on. */
   readonly settle: (turn: SettledTurn) => void
 }
@@ -85,6 +90,7 @@ class Actor implements ThreadActor {
     turn: TurnToStore,
     after: Deferred.Deferred<InsertedTurn, InsertError> | undefined,
     into: Deferred.Deferred<InsertedTurn, InsertError>,
+    done: (exit: Exit.Exit<InsertedTurn, InsertError>) => void,
   ) => void
   private readonly idle: (actor: Actor) => void
 
@@ -123,7 +129,13 @@ class Actor implements ThreadActor {
     const positionBefore = this.settledId
     const settled = Deferred.makeUnsafe<void>()
     const inserted = Deferred.makeUnsafe<InsertedTurn, InsertError>()
-    this.insert(turn, this.lastInserted, inserted)
+    let insertExit: Exit.Exit<InsertedTurn, InsertError> | undefined
+    let watchers: Array<(exit: Exit.Exit<InsertedTurn, InsertError>) => void> = []
+    this.insert(turn, this.lastInserted, inserted, (exit) => {
+      insertExit = exit
+      for (const watch of watchers) watch(exit)
+      watchers = []
+    })
     this.lastSettled = settled
     this.lastInserted = inserted
     let done = false
@@ -133,6 +145,10 @@ class Actor implements ThreadActor {
       ready: before === undefined ? Effect.void : Deferred.await(before),
       history: () => [...this.history, { role: "user", content: turn.content }],
       inserted,
+      onInserted: (f) => {
+        if (insertExit !== undefined) f(insertExit)
+        else watchers.push(f)
+      },
       settle: ({ stored, completeReply }) => {
         if (done) return
         done = true
@@ -192,13 +208,13 @@ export class ThreadActors extends Context.Service<
       const deadlines = makeDeadlines()
       yield* Effect.addFinalizer(() => Effect.sync(deadlines.clear))
 
-      // In the layer's scope, not the request's: a client hanging up never leaves half a turn.
       const insert = (
         turn: TurnToStore,
         org: OrgId,
         threadId: ThreadId,
         after: Deferred.Deferred<InsertedTurn, InsertError> | undefined,
         into: Deferred.Deferred<InsertedTurn, InsertError>,
+        done: (exit: Exit.Exit<InsertedTurn, InsertError>) => void,
       ) => {
         const store = messages
           .insertTurn({ org, threadId, ...turn, owner: config.replicaId, leaseMs: config.replyLeaseMs })
@@ -214,11 +230,17 @@ export class ThreadActors extends Context.Service<
           )
         const ordered =
           after === undefined ? store : Effect.andThen(Effect.exit(Deferred.await(after)), store)
+        // One fiber, not tied to the request (a hang-up never leaves half a turn); the store's own
+        // deadline bounds it.
         forkInLayer(
           ordered.pipe(
             Effect.exit,
-            Effect.flatMap((exit) => Deferred.done(into, exit)),
-            Effect.forkIn(scope, { startImmediately: true }),
+            Effect.flatMap((exit) =>
+              Effect.sync(() => {
+                Deferred.doneUnsafe(into, exit)
+                done(exit)
+              }),
+            ),
           ),
         )
       }
@@ -237,7 +259,7 @@ export class ThreadActors extends Context.Service<
           org,
           threadId,
           loaded,
-          (turn, after, into) => insert(turn, org, threadId, after, into),
+          (turn, after, into, done) => insert(turn, org, threadId, after, into, done),
           idle,
         )
         actors.set(threadId, actor)
