@@ -5,7 +5,7 @@ import type { ChatRequest } from "../domain/chat.ts"
 import type { MessageId, OrgId, ThreadId } from "../domain/ids.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import type { InsertedTurn } from "../store/messages-repo.ts"
-import { makeDeadlines } from "./deadlines.ts"
+import { clockDeadlines } from "./deadlines.ts"
 import type { Generation } from "./generations.ts"
 import type { InsertError } from "./thread-actors.ts"
 
@@ -87,8 +87,7 @@ export class Coalescer extends Context.Service<
     Coalescer,
     Effect.gen(function* () {
       const config = yield* AppConfig
-      const deadlines = makeDeadlines()
-      yield* Effect.addFinalizer(() => Effect.sync(deadlines.clear))
+      const deadlines = yield* clockDeadlines
       // Any E: the map holds leads of one error type per caller (Turns), erased here.
       const leads = new Map<string, Lead<unknown>>()
 

@@ -1,3 +1,5 @@
+import { Clock, Effect } from "effect"
+
 /**
  * Delayed callbacks that all share one timer. The engine forgets things after a fixed time (a
  * finished generation after its retention, a coalescing key after its TTL): at hundreds of
@@ -45,10 +47,26 @@ class Fifo {
   }
 }
 
-/** `now` is injectable for tests; the timer never keeps the process alive. */
-export const makeDeadlines = (now: () => number = () => performance.now()): Deadlines => {
+/** Runs `run` once, `ms` from now; the function it returns cancels that. */
+export type Schedule = (ms: number, run: () => void) => () => void
+
+/** Node's timer, never keeping the process alive. */
+const nodeSchedule: Schedule = (ms, run) => {
+  const timer = setTimeout(run, ms)
+  timer.unref?.()
+  return () => clearTimeout(timer)
+}
+
+/**
+ * `now` and `startTimer` are injectable: tests pass a clock of their own, and the engine's layers
+ * Effect's `Clock` (`clockDeadlines`), so a TTL's test runs on `TestClock` instead of sleeping.
+ */
+export const makeDeadlines = (
+  now: () => number = () => performance.now(),
+  startTimer: Schedule = nodeSchedule,
+): Deadlines => {
   const byDelay = new Map<number, Fifo>()
-  let timer: ReturnType<typeof setTimeout> | undefined
+  let cancelTimer: (() => void) | undefined
   let timerDue = Number.POSITIVE_INFINITY
   let waiting = 0
 
@@ -59,12 +77,11 @@ export const makeDeadlines = (now: () => number = () => performance.now()): Dead
       if (head !== undefined && head.due < earliest) earliest = head.due
     }
     if (earliest === timerDue) return
-    if (timer !== undefined) clearTimeout(timer)
-    timer = undefined
+    cancelTimer?.()
+    cancelTimer = undefined
     timerDue = earliest
     if (earliest === Number.POSITIVE_INFINITY) return
-    timer = setTimeout(fire, Math.max(0, Math.ceil(earliest - now())))
-    timer.unref?.()
+    cancelTimer = startTimer(Math.max(0, Math.ceil(earliest - now())), fire)
   }
 
   /** The queue whose head falls due first, if that is no later than `t`. */
@@ -82,7 +99,7 @@ export const makeDeadlines = (now: () => number = () => performance.now()): Dead
   }
 
   const fire = () => {
-    timer = undefined
+    cancelTimer = undefined
     timerDue = Number.POSITIVE_INFINITY
     const t = now()
     try {
@@ -113,11 +130,29 @@ export const makeDeadlines = (now: () => number = () => performance.now()): Dead
     },
     size: () => waiting,
     clear: () => {
-      if (timer !== undefined) clearTimeout(timer)
-      timer = undefined
+      cancelTimer?.()
+      cancelTimer = undefined
       timerDue = Number.POSITIVE_INFINITY
       byDelay.clear()
       waiting = 0
     },
   }
 }
+
+/**
+ * Deadlines on Effect's `Clock`: one sleeping fiber at a time (for the earliest due), in the
+ * context of the layer that makes them, cleared when that layer's scope closes.
+ */
+export const clockDeadlines = Effect.gen(function* () {
+  const clock = yield* Clock.Clock
+  const fork = Effect.runForkWith(yield* Effect.context<never>())
+  const deadlines = makeDeadlines(
+    () => clock.currentTimeMillisUnsafe(),
+    (ms, run) => {
+      const fiber = fork(Effect.andThen(Effect.sleep(ms), Effect.sync(run)))
+      return () => fiber.interruptUnsafe()
+    },
+  )
+  yield* Effect.addFinalizer(() => Effect.sync(deadlines.clear))
+  return deadlines
+})

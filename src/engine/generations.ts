@@ -15,7 +15,7 @@ import type { Message, Usage } from "../domain/thread.ts"
 import type { ProviderAdapter, ProviderRequest } from "../providers/provider.ts"
 import { MessagesRepo } from "../store/messages-repo.ts"
 import { tracedFn } from "../telemetry/spans.ts"
-import { makeDeadlines } from "./deadlines.ts"
+import { clockDeadlines } from "./deadlines.ts"
 import type { SlowListener } from "./frame-hub.ts"
 import { makeRun } from "./generation-run.ts"
 import { LiveGeneration } from "./live-generation.ts"
@@ -150,7 +150,7 @@ export class Generations extends Context.Service<
       const config = yield* AppConfig
       const scope = yield* Effect.scope
       const byRequestId = new Map<RequestId, LiveGeneration>()
-      const deadlines = makeDeadlines()
+      const deadlines = yield* clockDeadlines
       // One timer walks the running generations and keeps their quiet streams open: no keepalive
       // ticker merged into each listener's stream (a queue hop per frame per listener).
       const running = new Set<LiveGeneration>()

@@ -4,7 +4,7 @@ import { StoreUnavailable, ThreadNotFound } from "../domain/errors.ts"
 import type { MessageId, OrgId, RequestId, ThreadId } from "../domain/ids.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { type InsertedTurn, type LoadedThread, MessagesRepo } from "../store/messages-repo.ts"
-import { makeDeadlines } from "./deadlines.ts"
+import { clockDeadlines } from "./deadlines.ts"
 
 /** What a turn stores: its message, where it is asked, and the ids of its two messages. */
 export interface TurnToStore {
@@ -205,8 +205,7 @@ export class ThreadActors extends Context.Service<
       const actors = new Map<ThreadId, Actor>()
       /** Loads under way, by org and thread: concurrent first turns share one. */
       const loading = new Map<string, Deferred.Deferred<Option.Option<Actor>, StoreUnavailable>>()
-      const deadlines = makeDeadlines()
-      yield* Effect.addFinalizer(() => Effect.sync(deadlines.clear))
+      const deadlines = yield* clockDeadlines
 
       const insert = (
         turn: TurnToStore,
