@@ -21,17 +21,19 @@ const queueWait: Array<number> = []
 const cancels: Array<number> = []
 let errors = 0
 try {
-  const thread = (await (
-    await fetch(`${gateway.baseUrl}/api/threads`, { method: "POST", headers, body: "{}" })
-  ).json()) as {
-    thread_id: string
+  // A thread per stream: turns on one thread run one at a time (each would wait for the one before).
+  const newStreamUrl = async () => {
+    const thread = (await (
+      await fetch(`${gateway.baseUrl}/api/threads`, { method: "POST", headers, body: "{}" })
+    ).json()) as { thread_id: string }
+    return `${gateway.baseUrl}/api/threads/${thread.thread_id}/messages/stream`
   }
-  const url = `${gateway.baseUrl}/api/threads/${thread.thread_id}/messages/stream`
+  const url = await newStreamUrl()
   let next = 0
   const worker = async () => {
     while (next < n) {
       const i = next++
-      const stream = await streamTurn(url, headers, {
+      const stream = await streamTurn(await newStreamUrl(), headers, {
         role: "user",
         content: `ttft ${i} ${Date.now()}`,
         provider,
