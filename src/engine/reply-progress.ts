@@ -43,8 +43,6 @@ export class ReplyProgress extends Context.Service<
      */
     readonly track: (messageId: MessageId, reply: GrowingReply) => (bytes: number) => void
     readonly untrack: (messageId: MessageId) => void
-    /** Writes what is due now (tests; the fiber does it by itself). */
-    readonly flush: Effect.Effect<void>
   }
 >()("dac/engine/ReplyProgress") {
   static readonly layer = Layer.effect(
@@ -157,7 +155,6 @@ export class ReplyProgress extends Context.Service<
         untrack: (messageId) => {
           tracked.delete(messageId)
         },
-        flush,
       })
     }),
   )

@@ -39,8 +39,6 @@ export type InsertError = ThreadNotFound | StoreUnavailable
 /** One turn's place on its thread. */
 export interface QueuedTurn {
   readonly threadId: ThreadId
-  /** How many turns of the thread run or wait before this one (0: it runs now). */
-  readonly ahead: number
   /** Done once every turn before it on the thread has settled. */
   readonly ready: Effect.Effect<void>
   /** The conversation to send upstream (call it once `ready` is done): the thread so far, then this turn's message. */
@@ -122,7 +120,6 @@ class Actor implements ThreadActor {
   }
 
   enqueue(turn: TurnToStore): QueuedTurn {
-    const ahead = this.inFlight
     this.inFlight++
     this.epoch++
     const before = this.lastSettled
@@ -141,7 +138,6 @@ class Actor implements ThreadActor {
     let done = false
     return {
       threadId: this.threadId,
-      ahead,
       ready: before === undefined ? Effect.void : Deferred.await(before),
       history: () => [...this.history, { role: "user", content: turn.content }],
       inserted,
