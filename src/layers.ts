@@ -6,6 +6,7 @@ import { Generations } from "./engine/generations.ts"
 import { KeyLimiter } from "./engine/key-limits.ts"
 import { Pacer } from "./engine/pacer.ts"
 import { AuthStartup } from "./engine/quick-start.ts"
+import { GenerationRelay } from "./engine/relay.ts"
 import { ReplyProgress } from "./engine/reply-progress.ts"
 import { sharedKeyLimiterLayer } from "./engine/shared-key-limits.ts"
 import { sharedPacerLayer } from "./engine/shared-pacer.ts"
@@ -50,11 +51,13 @@ const Repos = Layer.mergeAll(
  * The pacer and the key limits: in this process alone, or with REDIS_URL shared by every replica
  * through Redis (README, "Several replicas"). Without REDIS_URL no Redis code is built or run.
  */
-const Limits: Layer.Layer<Pacer | KeyLimiter, never, AppConfig> = Layer.unwrap(
+const Limits: Layer.Layer<Pacer | KeyLimiter | GenerationRelay, never, AppConfig> = Layer.unwrap(
   Effect.map(AppConfig, (config) =>
     Option.isNone(config.cluster.redisUrl)
-      ? Layer.mergeAll(Pacer.layer, KeyLimiter.layer)
-      : Layer.mergeAll(sharedPacerLayer, sharedKeyLimiterLayer).pipe(Layer.provideMerge(SharedRedis.layer)),
+      ? Layer.mergeAll(Pacer.layer, KeyLimiter.layer, GenerationRelay.layerLocal)
+      : Layer.mergeAll(sharedPacerLayer, sharedKeyLimiterLayer, GenerationRelay.layer).pipe(
+          Layer.provideMerge(SharedRedis.layer),
+        ),
   ),
 )
 

@@ -25,6 +25,7 @@ export const errorCodes = {
   generation_timeout: { status: 504, retryable: false, openAiType: "api_error" },
   generation_too_large: { status: 502, retryable: false, openAiType: "api_error" },
   shutting_down: { status: 503, retryable: true, openAiType: "api_error" },
+  replica_lost: { status: 502, retryable: true, openAiType: "api_error" },
   too_many_listeners: { status: 429, retryable: true, openAiType: "rate_limit_error" },
   invalid_api_key: { status: 401, openAiType: "authentication_error" },
   key_not_found: { status: 404, openAiType: "not_found_error" },

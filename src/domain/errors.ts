@@ -108,6 +108,21 @@ export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()(
   readonly retryable = errorCodes.shutting_down.retryable
 }
 
+/**
+ * How a generation that another replica runs ended, as its relay said (engine/relay.ts): the code,
+ * message and `retryable` of the error there; `replica_lost` when that replica stopped renewing its
+ * lease mid-reply (killed or cut off).
+ */
+export class RelayedFailure extends Schema.TaggedError<RelayedFailure>()("RelayedFailure", {
+  code: Schema.String,
+  message: Schema.String,
+  retryable: Schema.Boolean,
+}) {
+  get status(): number {
+    return (errorCodes as Record<string, { readonly status: number }>)[this.code]?.status ?? 502
+  }
+}
+
 /** A generation already feeds `MAX_LISTENERS_PER_GENERATION` streams. */
 export class TooManyListeners extends Schema.TaggedError<TooManyListeners>()(
   "TooManyListeners",

@@ -13,6 +13,11 @@ export class Attachments {
   // Swapped for the shared empty one once the generation settled (see FrameHub.close).
   private waiting = new Set<RequestId>()
   private reconnecting = new Set<RequestId>()
+  /**
+   * Other replicas with listeners on this generation (with REDIS_URL, engine/relay.ts): replica id →
+   * when its hold lapses unless renewed (a replica that died stops renewing).
+   */
+  private remote = new Map<string, number>()
   private readonly hub: FrameHub
   /**
    * Runs its callback when a reconnect's grace is over; undefined when there is none (or the
@@ -71,13 +76,35 @@ export class Attachments {
     return this.isAbandoned()
   }
 
+  /** Replica `replica` has listeners on it until `until` (epoch ms), unless it renews. */
+  holdRemote(replica: string, until: number) {
+    this.remote.set(replica, until)
+  }
+
+  /** Replica `replica` has no listener left on it (or its hold lapsed); true when it was the last one. */
+  releaseRemote(replica: string) {
+    return this.remote.delete(replica) && this.isAbandoned()
+  }
+
+  /** Drops the holds not renewed by `now`; true when that left nobody. */
+  expireRemote(now: number) {
+    let expired = false
+    for (const [replica, until] of this.remote) {
+      if (until < now) expired = this.remote.delete(replica) || expired
+    }
+    return expired && this.isAbandoned()
+  }
+
   isAbandoned() {
-    return this.waiting.size === 0 && this.hub.size === 0 && this.reconnecting.size === 0
+    return (
+      this.waiting.size === 0 && this.hub.size === 0 && this.reconnecting.size === 0 && this.remote.size === 0
+    )
   }
 
   /** The generation settled: nothing is held any more. */
   close() {
     this.waiting = noRequests
     this.reconnecting = noRequests
+    this.remote.clear()
   }
 }

@@ -38,6 +38,13 @@ export class FrameHub {
   private listeners = new Map<RequestId, FrameSink>()
   /** Told of a stream dropped for falling behind (after it is gone from the listeners). */
   private readonly onDropped: (requestId: RequestId) => void
+  /**
+   * Given every frame as it enters the log (with REDIS_URL: the relay's copy for listeners on other
+   * replicas, see engine/relay.ts); set before the first frame.
+   */
+  mirror: ((f: Frame) => void) | undefined
+  /** Fed by `relay` (a copy of another replica's generation), never by `emit`. */
+  relayed = false
 
   constructor(onDropped: (requestId: RequestId) => void) {
     this.onDropped = onDropped
@@ -45,9 +52,25 @@ export class FrameHub {
 
   /** Synchronous, so a listener registering between two emits sees each frame exactly once. */
   emit<T extends GenerationEventType>(type: T, data: EventData<T>) {
-    const f = frame(this.nextId++, type, data)
+    this.deliver(frame(this.nextId++, type, data))
+  }
+
+  /**
+   * A frame made elsewhere, with its id (a generation of another replica, read from its relay):
+   * ids follow on from it. One request's own frame goes to that request only.
+   */
+  relay(f: Frame) {
+    this.relayed = true
+    this.nextId = f.id + 1
+    if (f.only === undefined) return this.deliver(f)
+    this.log.push(f)
+    this.listeners.get(f.only as RequestId)?.offer(f)
+  }
+
+  private deliver(f: Frame) {
     this.lastSentAt = performance.now()
     this.log.push(f)
+    this.mirror?.(f)
     for (const [requestId, sink] of this.listeners) {
       if (!sink.offer(f)) {
         this.listeners.delete(requestId)
@@ -61,8 +84,12 @@ export class FrameHub {
   emitTo(requestId: RequestId, type: "cancelled") {
     const sink = this.listeners.get(requestId)
     if (sink === undefined) return
+    // A copy of another replica's generation keeps that one's ids: its own frame takes the next id
+    // for this stream alone, and stays out of the log (the next relayed frame has that id).
+    if (this.relayed) return void sink.offer(requestFrame(this.nextId, type, requestId))
     const own = requestFrame(this.nextId++, type, requestId)
     this.log.push(own)
+    this.mirror?.(own)
     sink.offer(own)
   }
 

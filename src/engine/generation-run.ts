@@ -6,7 +6,7 @@ import {
   StoreUnavailable,
   type ThreadNotFound,
 } from "../domain/errors.ts"
-import { newMessageId, type ThreadId } from "../domain/ids.ts"
+import { type MessageId, newMessageId, type RequestId, type ThreadId } from "../domain/ids.ts"
 import { type ProviderError, UpstreamError } from "../domain/provider-errors.ts"
 import { Message, type Usage } from "../domain/thread.ts"
 import type { ProviderEvent, ProviderRequest } from "../providers/provider.ts"
@@ -52,22 +52,34 @@ const insertErrorOf = (cause: Cause.Cause<ThreadNotFound | StoreUnavailable>) =>
     Option.getOrElse(() => new StoreUnavailable({ message: "the turn could not be stored; try again" })),
   )
 
-/** The reply of a stateless completion, shaped like a stored one (it is never written). */
-const transientReply = (outcome: FinishTurn): Message => {
+/** Where a reply made outside the store belongs (a relayed one's, from its `done`); none for a stateless one. */
+export interface ReplyIdentity {
+  readonly messageId: MessageId
+  readonly threadId: ThreadId
+  readonly provider: string
+  readonly model: string
+  readonly requestId: RequestId
+}
+
+/**
+ * A reply shaped like a stored one that this process does not write: a stateless completion's, or
+ * one another replica ran and stored (read from its relay, engine/relay.ts).
+ */
+export const transientReply = (outcome: FinishTurn, identity?: ReplyIdentity): Message => {
   const now = new Date().toISOString()
   return new Message(
     {
-      message_id: newMessageId(),
-      thread_id: "00000000-0000-0000-0000-000000000000" as ThreadId,
+      message_id: identity?.messageId ?? newMessageId(),
+      thread_id: identity?.threadId ?? ("00000000-0000-0000-0000-000000000000" as ThreadId),
       role: "assistant",
       content: outcome.content,
       status: outcome.status,
-      provider: null,
-      model: null,
+      provider: identity?.provider ?? null,
+      model: identity?.model ?? null,
       usage: outcome.usage,
       finish_reason: outcome.finishReason,
       error_code: outcome.errorCode,
-      request_id: null,
+      request_id: identity?.requestId ?? null,
       created_at: now,
       updated_at: now,
     },

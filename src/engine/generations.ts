@@ -5,6 +5,7 @@ import type {
   GenerationTimeout,
   GenerationTooLarge,
   PacerQueueFull,
+  RelayedFailure,
   ShuttingDown,
   StoreUnavailable,
   ThreadNotFound,
@@ -20,6 +21,7 @@ import type { SlowListener } from "./frame-hub.ts"
 import { makeRun } from "./generation-run.ts"
 import { LiveGeneration } from "./live-generation.ts"
 import type { Ticket } from "./pacer.ts"
+import { GenerationRelay, type RelayedTurn } from "./relay.ts"
 import { ReplyProgress } from "./reply-progress.ts"
 import type { Frame, FrameSink } from "./sse-frames.ts"
 import type { QueuedTurn } from "./thread-actors.ts"
@@ -43,6 +45,7 @@ export type GenerationError =
   | ShuttingDown
   | ThreadNotFound
   | PacerQueueFull
+  | RelayedFailure
 
 /** How a generation ended; the assistant message is persisted in that state (or will be, see above). */
 export type GenerationOutcome = Timings &
@@ -59,6 +62,8 @@ export type GenerationOutcome = Timings &
   )
 
 export interface GenerationSpec {
+  /** Its id, when it was chosen before the start (a coalescing claim shared with other replicas). */
+  readonly generationId?: GenerationId | undefined
   readonly org: OrgId
   /**
    * The generation's place in its provider's pacer (taken once its thread's turn comes): the
@@ -73,6 +78,8 @@ export interface GenerationSpec {
   readonly turn?: QueuedTurn | undefined
   /** `performance.now()` when the request arrived: latency is measured from there. */
   readonly startedAt: number
+  /** Shared with the other replicas (REDIS_URL): its frames relayed, its request ids found anywhere. */
+  readonly relay?: RelayedTurn | undefined
   /** Called once with the outcome, as it is decided (before anyone awaiting it resumes). */
   readonly onSettled?: ((outcome: GenerationOutcome) => void) | undefined
 }
@@ -147,6 +154,7 @@ export class Generations extends Context.Service<
     Effect.gen(function* () {
       const messages = yield* MessagesRepo
       const progress = yield* ReplyProgress
+      const relay = yield* GenerationRelay
       const config = yield* AppConfig
       const scope = yield* Effect.scope
       const byRequestId = new Map<RequestId, LiveGeneration>()
@@ -190,13 +198,21 @@ export class Generations extends Context.Service<
       const start = tracedFn("Generations.start")(
         Effect.fnUntraced(function* (spec: GenerationSpec) {
           const generation = new LiveGeneration(
-            spec,
+            {
+              id: spec.generationId,
+              org: spec.org,
+              threadId: spec.turn?.threadId ?? null,
+              provider: spec.adapter.name,
+              model: spec.request.model,
+              requestId: spec.requestId,
+            },
             config.reconnectGraceMs === 0
               ? undefined
               : (run) => deadlines.after(config.reconnectGraceMs, run),
           )
           byRequestId.set(spec.requestId, generation)
           running.add(generation)
+          if (spec.relay !== undefined) relay.publish(generation, spec.relay)
           const fiber = yield* run(spec, generation).pipe(Effect.forkIn(scope, { startImmediately: true }))
           if (!generation.isEnded()) {
             generation.fiber = fiber

@@ -16,7 +16,7 @@ import {
 import type { EventData, GenerationEventType } from "../domain/stream-event.ts"
 import { Attachments } from "./attachments.ts"
 import { FrameHub, type SlowListener } from "./frame-hub.ts"
-import type { Generation, GenerationError, GenerationOutcome, GenerationSpec } from "./generations.ts"
+import type { Generation, GenerationError, GenerationOutcome } from "./generations.ts"
 import type { Frame, FrameSink } from "./sse-frames.ts"
 
 /**
@@ -30,13 +30,25 @@ export type StopReason =
   | StoreUnavailable
   | ThreadNotFound
 
+/** Who a generation is: what its `meta` frame and the lookups by request need. */
+export interface GenerationIdentity {
+  /** Given for a generation another replica runs (its relay copy here keeps its id). */
+  readonly id?: GenerationId | undefined
+  readonly org: OrgId
+  readonly threadId: ThreadId | null
+  readonly provider: string
+  readonly model: string
+  /** The request that started it. */
+  readonly requestId: RequestId
+}
+
 /**
  * A running (or recently finished) generation: its frame hub, its attachments, and its fiber while
  * it runs. What runs the upstream call lives in the fiber (generation-run.ts), not here, so once it
  * ended only this small object (with its compacted log and outcome) is kept for joiners.
  */
 export class LiveGeneration implements Generation {
-  readonly id: GenerationId = newGenerationId()
+  readonly id: GenerationId
   readonly org: OrgId
   readonly threadId: ThreadId | null
   readonly provider: string
@@ -54,12 +66,13 @@ export class LiveGeneration implements Generation {
   private readonly hub: FrameHub
   private readonly attachments: Attachments
 
-  constructor(spec: GenerationSpec, afterReconnectGrace: ((run: () => void) => void) | undefined) {
-    this.org = spec.org
-    this.threadId = spec.turn?.threadId ?? null
-    this.provider = spec.adapter.name
-    this.model = spec.request.model
-    this.names = [spec.requestId]
+  constructor(identity: GenerationIdentity, afterReconnectGrace: ((run: () => void) => void) | undefined) {
+    this.id = identity.id ?? newGenerationId()
+    this.org = identity.org
+    this.threadId = identity.threadId
+    this.provider = identity.provider
+    this.model = identity.model
+    this.names = [identity.requestId]
     // Only a running thread turn is held for a reconnect: a stateless one cannot be re-attached,
     // and a finished one is found as it ended.
     this.hub = new FrameHub((requestId) => {
@@ -81,6 +94,44 @@ export class LiveGeneration implements Generation {
     this.settledWith = outcome
     this.hub.emit(type, data)
     this.hub.endAll()
+  }
+
+  /** Every frame, as it enters the log, also goes to `mirror` (the relay, engine/relay.ts). */
+  mirrorTo(mirror: (f: Frame) => void) {
+    this.hub.mirror = mirror
+  }
+
+  /** Makes this the copy of a generation another replica runs: fed by `relayFrame` only. */
+  asRelayCopy() {
+    this.hub.relayed = true
+    return this
+  }
+
+  /** A frame of the generation another replica runs, read from its relay (ids as they were there). */
+  relayFrame(f: Frame) {
+    if (!this.ended) this.hub.relay(f)
+  }
+
+  /** Its terminal frame, read from the relay: `outcome` is how it ended there. */
+  relayEnd(outcome: GenerationOutcome, f: Frame) {
+    if (this.ended) return
+    this.settledWith = outcome
+    this.hub.relay(f)
+    this.hub.endAll()
+  }
+
+  /** Replica `replica` has listeners on it until `until` (epoch ms) unless it renews. */
+  holdRemote(replica: string, until: number) {
+    if (!this.ended) this.attachments.holdRemote(replica, until)
+  }
+
+  /** Replica `replica` has none left (or stopped renewing): interrupts when nobody else is left. */
+  releaseRemote(replica: string) {
+    if (!this.ended && this.attachments.releaseRemote(replica)) this.abandoned()?.interruptUnsafe()
+  }
+
+  expireRemote(now: number) {
+    if (!this.ended && this.attachments.expireRemote(now)) this.abandoned()?.interruptUnsafe()
   }
 
   /** The fiber to interrupt when no request is left on a running generation. */

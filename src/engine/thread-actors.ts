@@ -186,6 +186,11 @@ export class ThreadActors extends Context.Service<
     readonly created: (org: OrgId, threadId: ThreadId) => void
     /** The thread's actor, loaded from the store when it has none; the thread must be the org's. */
     readonly enter: (org: OrgId, threadId: ThreadId) => Effect.Effect<ThreadActor, InsertError>
+    /**
+     * Drops the thread's actor when no turn of its runs here (another replica added a turn: the next
+     * one here reloads the thread).
+     */
+    readonly forget: (threadId: ThreadId) => void
     /** How many actors are in memory. */
     readonly size: () => number
   }
@@ -296,6 +301,9 @@ export class ThreadActors extends Context.Service<
           make(org, threadId, { history: [], lastSettledId: null })
         },
         enter,
+        forget: (threadId) => {
+          if (actors.get(threadId)?.inFlight === 0) actors.delete(threadId)
+        },
         size: () => actors.size,
       })
     }),

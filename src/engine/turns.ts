@@ -10,7 +10,7 @@ import {
   type ProviderNotConfigured,
   RequestCancelled,
   RequestNotFound,
-  type StoreUnavailable,
+  StoreUnavailable,
   ThreadMoved,
   type ThreadNotFound,
   TooManyListeners,
@@ -19,6 +19,7 @@ import {
 } from "../domain/errors.ts"
 import {
   type MessageId,
+  newGenerationId,
   newMessageId,
   newRequestId,
   type OrgId,
@@ -44,6 +45,7 @@ import {
 } from "./generations.ts"
 import { type KeyAdmission, KeyLimiter, noLimit } from "./key-limits.ts"
 import { Pacer } from "./pacer.ts"
+import { GenerationRelay, type RelayedTurn } from "./relay.ts"
 import { type InsertError, type ThreadActor, ThreadActors } from "./thread-actors.ts"
 import { bypassesCoalescing } from "./tool-calls.ts"
 
@@ -185,6 +187,8 @@ export class Turns extends Context.Service<
       const threadActors = yield* ThreadActors
       const threads = yield* ThreadsRepo
       const messages = yield* MessagesRepo
+      const relay = yield* GenerationRelay
+      const forkInLayer = Effect.runForkWith(yield* Effect.context<never>())
 
       /** One request-log row for a request of this turn; `outcome` fills in what happened. */
       const logRequest = (
@@ -263,6 +267,8 @@ export class Turns extends Context.Service<
         onSettled?: GenerationSpec["onSettled"],
         /** Its coalescing key, when identical sends share it: its thread keeps it once it completed. */
         key?: string,
+        /** Shared with the other replicas (REDIS_URL): every thread turn, and a claimed completion. */
+        shared?: RelayedTurn,
       ) {
         const { body } = input
         const adapter = yield* providers.resolve(body.provider, body.model)
@@ -278,6 +284,8 @@ export class Turns extends Context.Service<
           key,
         })
         const generation = yield* generations.start({
+          generationId: shared?.generationId,
+          relay: shared,
           org: input.org,
           ticket: ticket ?? pacer.enqueue(adapter.name, input.org),
           requestId,
@@ -341,6 +349,61 @@ export class Turns extends Context.Service<
         return Effect.succeed(current)
       }
 
+      /** `requestId` follows `generation` from now on: found under that id here, and on any replica. */
+      const nameFollower = (requestId: RequestId, generation: Generation) => {
+        if (!relay.isCopy(generation)) generations.alias(requestId, generation)
+        relay.name(requestId, generation)
+      }
+
+      /**
+       * A leader here whose key another replica claimed first follows that replica's generation
+       * through a copy of it: nothing is stored here (that replica stores the one turn), and the key
+       * here is settled as the copy ends. Undefined when that replica is gone: this one leads.
+       */
+      const followElsewhere = Effect.fnUntraced(function* (
+        remote: RelayedTurn,
+        key: string,
+        sameBody: string,
+        input: TurnInput,
+      ) {
+        if (remote.bodyKey !== sameBody) {
+          coalescer.abandon(key)
+          return yield* new IdempotencyConflict({
+            message: "this Idempotency-Key was used with a different request body",
+          })
+        }
+        const copy = yield* relay.follow(remote)
+        if (copy === undefined) return undefined
+        const { threadId } = input
+        const inserted = threadId === null ? undefined : Deferred.makeUnsafe<InsertedTurn, InsertError>()
+        forkInLayer(
+          Deferred.await(copy.outcome).pipe(
+            Effect.flatMap((outcome) => {
+              coalescer.settle(key, settledAs(outcome))
+              if (threadId === null || inserted === undefined) return Effect.void
+              // The thread moved on elsewhere: its next turn here reads it again.
+              threadActors.forget(threadId)
+              return messages.listByThread(input.org, threadId).pipe(
+                Effect.flatMap((stored) => {
+                  const of = (role: string) =>
+                    stored.find((m) => m.request_id === remote.leader && m.role === role)
+                  const userMessage = of("user")
+                  const assistantMessage = of("assistant")
+                  return userMessage === undefined || assistantMessage === undefined
+                    ? Effect.fail(
+                        new StoreUnavailable({ message: "the shared turn is not stored yet; try again" }),
+                      )
+                    : Effect.succeed({ userMessage, assistantMessage })
+                }),
+                Effect.exit,
+                Effect.flatMap((exit) => Deferred.done(inserted, exit)),
+              )
+            }),
+          ),
+        )
+        return { inserted, queuePosition: 0, generation: copy } satisfies LeaderTurn
+      })
+
       const startAs = tracedFn("Turns.start")(
         Effect.fnUntraced(function* (input: TurnInput, requestId: RequestId, admission: KeyAdmission) {
           const startedAt = performance.now()
@@ -375,8 +438,28 @@ export class Turns extends Context.Service<
             input.coalesce !== false &&
             (input.mode === "wait" || coalescer.streamFanout) &&
             !bypassesCoalescing(input.options, input.conversation)
+          // With REDIS_URL a thread turn is shared with the other replicas (a reconnect or a cancel
+          // works on any of them), and so is a completion another replica's identical one may join.
+          const adapterName = relay.enabled ? (yield* providers.resolve(body.provider, body.model)).name : ""
+          const sharedAs = (bodyKey: string): RelayedTurn | undefined =>
+            relay.enabled
+              ? {
+                  leader: requestId,
+                  generationId: newGenerationId(),
+                  owner: config.replicaId,
+                  org: input.org,
+                  threadId: input.threadId,
+                  provider: adapterName,
+                  model: body.model,
+                  bodyKey,
+                }
+              : undefined
+          const threadShared = input.threadId === null ? undefined : sharedAs("")
           if (!sharable && input.idempotencyKey === undefined) {
-            return started("bypass", yield* lead(input, actor, requestId, startedAt, admission))
+            return started(
+              "bypass",
+              yield* lead(input, actor, requestId, startedAt, admission, undefined, undefined, threadShared),
+            )
           }
           // A reply fetched in one body has no tokens to stream: streaming requests never join it.
           const oneBody = streamsUpstream(input) ? "" : ":one-body"
@@ -406,28 +489,42 @@ export class Turns extends Context.Service<
             ) {
               return yield* tooManyListeners(config.maxListenersPerGeneration)
             }
-            generations.alias(requestId, turn.generation)
+            nameFollower(requestId, turn.generation)
             const role = Deferred.isDoneUnsafe(turn.generation.outcome) ? "cache_hit" : "follower"
             return started(role, turn)
           }
+          // Across replicas (REDIS_URL): the first to claim the key leads; a leader here whose key
+          // another replica holds follows that one's generation (and so do the followers here).
+          const shared = sharedAs(sameBody)
+          const remote = shared === undefined ? undefined : yield* relay.claim(key, shared)
           // The key outlives the generation by the TTL that fits how it ended. A leader that could
           // not start (a typed error or a defect) frees the key at once and hands its followers the
           // same answer. (It cannot be interrupted half way: see `start`.)
-          const turn = yield* lead(
+          const leadHere = lead(
             input,
             actor,
             requestId,
             startedAt,
             admission,
-            (outcome) => coalescer.settle(key, settledAs(outcome)),
+            (outcome) => {
+              coalescer.settle(key, settledAs(outcome))
+              if (shared !== undefined) relay.settleClaim(key, requestId, settledAs(outcome))
+            },
             input.idempotencyKey === undefined ? key : undefined,
-          ).pipe(
+            shared ?? threadShared,
+          )
+          const followed =
+            remote === undefined ? undefined : yield* followElsewhere(remote, key, sameBody, input)
+          const turn = yield* (followed === undefined ? leadHere : Effect.succeed(followed)).pipe(
             Effect.onExit((exit) => {
               if (Exit.isSuccess(exit)) return Deferred.succeed(claim.lead.turn, exit.value)
               coalescer.abandon(key)
+              if (shared !== undefined && followed === undefined)
+                relay.settleClaim(key, requestId, "Cancelled")
               return Deferred.failCause(claim.lead.turn, exit.cause)
             }),
           )
+          if (followed !== undefined) return started("follower", turn)
           return started(input.idempotencyKey !== undefined && !sharable ? "bypass" : "leader", turn)
         }),
       )
@@ -519,7 +616,12 @@ export class Turns extends Context.Service<
 
       /** The live generation a request of `org` follows (another org's is not found). */
       const liveFor = (org: OrgId, requestId: RequestId) =>
-        Option.filter(generations.byRequest(requestId), (generation) => generation.org === org)
+        Option.filter(
+          Option.orElse(generations.byRequest(requestId), () =>
+            Option.fromNullishOr(relay.copyOf(requestId)),
+          ),
+          (generation) => generation.org === org,
+        )
 
       const notFound = (requestId: RequestId) =>
         new RequestNotFound({ message: `request ${requestId} not found` })
@@ -537,13 +639,21 @@ export class Turns extends Context.Service<
       ) {
         // Only through its own thread (a stateless completion has none to be joined through).
         const live = Option.filter(liveFor(org, requestId), (generation) => generation.threadId === threadId)
-        if (Option.isSome(live)) {
-          const generation = live.value
+        // Not here: with REDIS_URL, another replica may run it (its copy here is made).
+        const elsewhere = Option.isSome(live) ? undefined : yield* relay.lookup(org, requestId)
+        const copy =
+          elsewhere === undefined || elsewhere.threadId !== threadId
+            ? undefined
+            : yield* relay.follow(elsewhere)
+        if (copy !== undefined) relay.name(requestId, copy)
+        const found = Option.isSome(live) ? live.value : copy
+        if (found !== undefined) {
+          const generation = found
           if (generation.listenerCount() >= config.maxListenersPerGeneration) {
             return yield* tooManyListeners(config.maxListenersPerGeneration)
           }
           const follower = generation.isListening(requestId) ? newRequestId() : requestId
-          if (follower !== requestId) generations.alias(follower, generation)
+          if (follower !== requestId) nameFollower(follower, generation)
           return { _tag: "Live", requestId: follower, generation } satisfies Attachment
         }
         const stored = yield* messages.findAssistantByRequest(org, requestId)
@@ -560,14 +670,37 @@ export class Turns extends Context.Service<
       ) {
         const live = liveFor(org, requestId)
         if (Option.isSome(live) && !live.value.isEnded()) {
-          if (scope === "generation") yield* live.value.cancel
-          else yield* live.value.cancelRequest(requestId)
+          const generation = live.value
+          // A copy of another replica's generation is stopped by that replica (told below).
+          if (scope === "request") yield* generation.cancelRequest(requestId)
+          else if (!relay.isCopy(generation)) yield* generation.cancel
+          // The other replicas drop what they hold of it (the owner: the request, or all of it).
+          relay.cancel(org, requestId, generation.names[0]!, scope)
           return true
         }
-        const stored = yield* messages.findAssistantByRequest(org, requestId)
+        // With REDIS_URL: a request another replica serves (unless it is over).
+        const elsewhere = Option.isSome(live) ? undefined : yield* relay.lookup(org, requestId)
+        const stored = yield* messages.findAssistantByRequest(org, elsewhere?.leader ?? requestId)
+        const over = Option.isSome(stored) && !["pending", "streaming"].includes(stored.value.message.status)
+        if (elsewhere !== undefined && !over) {
+          relay.cancel(org, requestId, elsewhere.leader, scope)
+          return true
+        }
         if (Option.isNone(stored)) return yield* notFound(requestId)
         // Already finished: nothing left to cancel.
         return false
+      })
+
+      // A cancel sent to another replica: this one applies it to the generation it runs, if it does.
+      relay.onCancel((org, requestId, leader, scope) => {
+        const generation = Option.getOrUndefined(
+          Option.orElse(
+            Option.filter(generations.byRequest(requestId), (g) => g.org === org),
+            () => Option.filter(generations.byRequest(leader), (g) => g.org === org),
+          ),
+        )
+        if (generation === undefined || generation.isEnded()) return
+        forkInLayer(scope === "generation" ? generation.cancel : generation.cancelRequest(requestId))
       })
 
       return Turns.of({ start, complete, send, createThread, attach, cancel, drain: generations.drain })

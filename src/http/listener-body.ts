@@ -162,6 +162,9 @@ export class ListenerBody extends WatchedBody implements FrameSink {
 
   offer(f: Frame) {
     if (this.finished) return true
+    // A reconnect to another replica's generation may know a frame its copy here has not had
+    // yet (the client got it first from that replica): it is not sent twice.
+    if (f.id <= this.lastId && f !== keepaliveFrame) return true
     const log = this.log
     if (log !== undefined) {
       // Replaying: the log's frames are read from the log when their turn comes, a keepalive is

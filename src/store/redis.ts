@@ -61,6 +61,11 @@ export class SharedRedis extends Context.Service<
   SharedRedis,
   {
     readonly replicaId: string
+    /**
+     * The connection itself, for what scripts do not cover (the relay's streams and channel). It
+     * fails fast while Redis is down, like every command here.
+     */
+    readonly client: IORedis
     readonly replicaCount: number
     readonly leaseMs: number
     /** The registry of live replicas (sorted set: replica id → lease end, Redis time in ms). */
@@ -188,6 +193,7 @@ export class SharedRedis extends Context.Service<
 
       return SharedRedis.of({
         replicaId,
+        client,
         replicaCount: cluster.replicaCount,
         leaseMs: cluster.leaseMs,
         replicasKey,
