@@ -15,7 +15,9 @@ import { withPerCallSpan } from "../telemetry/spans.ts"
 import type { GenerationError, GenerationOutcome, GenerationSpec } from "./generations.ts"
 import type { LiveGeneration } from "./live-generation.ts"
 import type { Ticket } from "./pacer.ts"
+import type { GenerationRelay } from "./relay.ts"
 import type { ReplyProgress } from "./reply-progress.ts"
+import type { QueuedTurn } from "./thread-actors.ts"
 import { ToolCallAccumulator } from "./tool-calls.ts"
 
 /** Node's timers take at most 2^31-1 ms; a longer delay would fire at once. */
@@ -104,6 +106,8 @@ export interface RunDeps {
   readonly progress: ReplyProgress["Service"]
   /** Where background repairs of unstored replies run. */
   readonly scope: Scope.Scope
+  /** Turns of a thread on other replicas (REDIS_URL): one at a time on all of them. */
+  readonly relay: GenerationRelay["Service"]
   /** The generation settled (its terminal frame is out): the layer's bookkeeping. */
   readonly settled: (generation: LiveGeneration) => void
 }
@@ -254,20 +258,44 @@ export const makeRun = (deps: RunDeps) => {
     // A thread turn waits for the turns before it (its history then has their replies), and goes
     // upstream while its messages are inserted: told synchronously how the insert ended (no fiber
     // per turn to watch it), a failed insert stops the generation, which interrupts the call.
+    /**
+     * The thread is this turn's on every replica (REDIS_URL), and what to send: the actor's history,
+     * or, when another replica ran a turn of the thread meanwhile, the thread as stored now, up to
+     * this turn's own question (what came after it is later turns').
+     */
+    const threadTurn = (turn: QueuedTurn) =>
+      Effect.flatMap(deps.relay.takeThread(turn.threadId, spec.requestId), (shared) => {
+        if (shared === null || shared === turn.lastSettledId()) return Effect.sync(() => turn.history())
+        return messages.loadThread(spec.org, turn.threadId).pipe(
+          Effect.map((loaded) => {
+            if (Option.isSome(loaded)) {
+              const own = turn.history().at(-1)!
+              const all = loaded.value.history
+              let end = all.length
+              while (end > 0 && !(all[end - 1]!.role === "user" && all[end - 1]!.content === own.content))
+                end--
+              turn.resync({ history: end === 0 ? all : all.slice(0, end - 1), lastSettledId: shared })
+            }
+            return turn.history()
+          }),
+          // The store did not answer: the actor's history, as without Redis.
+          Effect.orElseSucceed(() => turn.history()),
+        )
+      })
     const turn = spec.turn
     const consume = (
       turn === undefined
         ? call(spec.request)
         : Effect.andThen(
             turn.ready,
-            Effect.suspend(() => {
+            Effect.flatMap(threadTurn(turn), (history) => {
               turn.onInserted((inserted) => {
                 if (Exit.isSuccess(inserted)) {
                   stored = inserted.value.assistantMessage
                   grew = progress.track(stored.message_id, reply)
                 } else generation.stop(insertErrorOf(inserted.cause))
               })
-              return call({ ...spec.request, messages: turn.history() })
+              return call({ ...spec.request, messages: history })
             }),
           )
     ).pipe(withPerCallSpan("generation", { ...genAi, "dac.request_id": spec.requestId }))
@@ -383,6 +411,10 @@ export const makeRun = (deps: RunDeps) => {
           stored: stored !== undefined,
           completeReply: result._tag === "Completed" ? result.message.content : null,
         })
+        if (turn !== undefined) {
+          const reply = result._tag === "Completed" && stored !== undefined ? result.message.message_id : null
+          deps.relay.leaveThread(turn.threadId, spec.requestId, reply)
+        }
         spec.onSettled?.(result)
         yield* Deferred.succeed(generation.outcome, result)
         deps.settled(generation)

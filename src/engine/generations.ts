@@ -186,6 +186,7 @@ export class Generations extends Context.Service<
         config,
         messages,
         progress,
+        relay,
         scope,
         settled: (generation) => {
           running.delete(generation)

@@ -52,6 +52,13 @@ export interface QueuedTurn {
   readonly onInserted: (f: (exit: Exit.Exit<InsertedTurn, InsertError>) => void) => void
   /** Called once when the turn settled: the next turn goes on. */
   readonly settle: (turn: SettledTurn) => void
+  /** The thread's last complete reply as this actor knows it. */
+  readonly lastSettledId: () => MessageId | null
+  /**
+   * Another replica ran turns of the thread since this actor read it (REDIS_URL): the thread as
+   * the store has it now, before this turn, replaces what the actor had.
+   */
+  readonly resync: (before: LoadedThread) => void
 }
 
 /** A thread's actor, as a turn enters it. */
@@ -144,6 +151,11 @@ class Actor implements ThreadActor {
       onInserted: (f) => {
         if (insertExit !== undefined) f(insertExit)
         else watchers.push(f)
+      },
+      lastSettledId: () => this.settledId,
+      resync: (before) => {
+        this.history = [...before.history]
+        this.settledId = before.lastSettledId
       },
       settle: ({ stored, completeReply }) => {
         if (done) return

@@ -221,21 +221,56 @@ describe.skipIf(skip !== undefined)("three replicas share their generations (Red
       (events) => deltas(events).length >= 5,
     )
     const requestId = first.find((e) => e.event === "meta")!.data.request_id as string
-    const resumed = readEvents(await reattach(b, threadId, requestId, first.at(-1)!.id), (events) => {
-      if (deltas(events).length === 5) {
-        void post(c, `/api/threads/cancel/${requestId}`, {}).then((r) =>
-          expect(r.json).toEqual({ cancelled: true }),
-        )
+    let cancelled: Promise<Json> | undefined
+    const rest = await readEvents(await reattach(b, threadId, requestId, first.at(-1)!.id), (events) => {
+      if (cancelled === undefined && deltas(events).length >= 5) {
+        cancelled = post(c, `/api/threads/cancel/${requestId}`, {}).then((r) => r.json)
       }
       return false
     })
-    const rest = await resumed
+    expect(await cancelled).toEqual({ cancelled: true })
     expect(rest.at(-1)!.event).toBe("cancelled")
     // The owner (A) stopped: the reply is stored as cancelled, well short of the whole text.
     await eventually(async () => (await storedReply(c, threadId)).reply?.status === "cancelled", 5_000)
     const { reply } = await storedReply(c, threadId)
     expect(reply!.content.startsWith(textOf(first) + textOf(rest))).toBe(true)
     expect(reply!.content.length).toBeLessThan(mockReplyText(tokens).length)
+  }, 30_000)
+
+  it("two sends to one thread on two replicas run one at a time, the second asked with the first's reply", async () => {
+    const [a, b] = [replicas[0]!, replicas[1]!]
+    const threadId = await newThread(a)
+    const timed = async (replica: Replica, content: string) => {
+      const events = await readEvents(await streamTurn(replica, threadId, content))
+      return { content, events, at: performance.now() }
+    }
+    const firstQuestion = "the first question, on A"
+    const secondQuestion = "the second one, on B, right after"
+    const started = performance.now()
+    const [first, second] = await Promise.all([
+      timed(a, firstQuestion),
+      sleep(100).then(() => timed(b, secondQuestion)),
+    ])
+    const done = (events: ReadonlyArray<SseEvent>) => events.find((e) => e.event === "done")!
+    expect(done(first.events)).toBeDefined()
+    expect(done(second.events)).toBeDefined()
+    // One at a time: the second took 2 whole replies' time, the first one's alone.
+    const replyMs = tokens * tokenIntervalMs
+    expect(first.at - started).toBeLessThan(replyMs * 1.8)
+    expect(second.at - started).toBeGreaterThan(replyMs * 1.9)
+    // The mock counts a quarter token a character of everything it was sent: the second turn was
+    // sent the first question, its reply, and its own question.
+    const quarter = (text: string) => Math.ceil(text.length / 4)
+    expect(done(second.events).data.usage.input_tokens).toBe(
+      quarter(firstQuestion) + quarter(mockReplyText(tokens)) + quarter(secondQuestion),
+    )
+    const { all } = await storedReply(a, threadId)
+    expect(all.map((m) => [m.role, m.status])).toEqual([
+      ["user", "complete"],
+      ["assistant", "complete"],
+      ["user", "complete"],
+      ["assistant", "complete"],
+    ])
   }, 30_000)
 
   it("a replica killed mid-reply: its listener on another replica gets a retryable error within the lease, and the text so far is stored as interrupted", async () => {
