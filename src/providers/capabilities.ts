@@ -36,10 +36,6 @@ export const unsupportedOption = (provider: ProviderName, options: ProviderOptio
       return `response_format json_schema needs json_schema.schema on provider "${provider}"`
     }
   }
-  // One reply per generation: the engine streams, stores and coalesces a single choice.
-  if (options.n !== undefined && options.n > 1) {
-    return `n > 1 is not supported by provider "${provider}" through DAC (one choice per request); send n: 1 or several requests`
-  }
   if (options.tools !== undefined && options.tools.length > 0 && provider === "perplexity") {
     return `tools are not supported by provider "perplexity" (its API has no function calling)`
   }
