@@ -137,7 +137,8 @@ const expectedModel = (aliases: ReadonlyMap<string, ModelTarget>) => {
  * official SDKs work unchanged. `model` is a configured alias (`MODEL_ALIASES`, looked up first) or
  * `provider/model` (e.g. `mock/faststream-ttft`); the response echoes it as sent. Tools, images and
  * JSON output are passed on in each provider's terms (openai-request.ts, providers/capabilities.ts);
- * tool calls come back in OpenAI's shape. The pacer, coalescer (keyed on the whole conversation;
+ * tool calls come back in OpenAI's shape (openai-chunks.ts); `n` > 1 is n calls merged
+ * (openai-choices.ts). The pacer, coalescer (keyed on the whole conversation;
  * tool turns bypass it), fan-out and cancel all apply; nothing is stored as a thread. Beside it,
  * `GET /v1/models[/{id}]` (openai-models.ts).
  */

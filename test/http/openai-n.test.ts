@@ -231,6 +231,16 @@ describe("n > 1 through DAC", () => {
     expect(next.choices).toHaveLength(2)
   })
 
+  it("an Idempotency-Key retry finds all n choices again (no new upstream calls)", async () => {
+    upstream.on("openai", twoRecordings("openai-chat-stream", "openai-chat-stream-2024"))
+    const request = { model: "openai/gpt-4o-mini", messages: ask(), n: 2 }
+    const options = { headers: { "Idempotency-Key": `n-${crypto.randomUUID()}` } }
+    const first = await client.chat.completions.create(request, options)
+    const again = await client.chat.completions.create(request, options)
+    expect(again.choices.map((c) => c.message.content)).toEqual(first.choices.map((c) => c.message.content))
+    expect(upstream.calls("openai")).toHaveLength(2)
+  })
+
   it("validates n: an integer from 1 to 8, else 400 naming n", async () => {
     for (const n of [0, 9, 1.5, -1]) {
       const error = await client.chat.completions
