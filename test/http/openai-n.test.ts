@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import OpenAI from "openai"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { expectations } from "../providers/expectations.ts"
@@ -216,6 +217,34 @@ describe("n > 1 through DAC", () => {
     const calls = upstream.calls("openai")
     expect(calls).toHaveLength(2)
     await Promise.all(calls.map((call) => upstream.socketClosedAt(call, 2_000)))
+  })
+
+  it("cancelling the completion's request id ends the whole stream and every choice's upstream call", async () => {
+    upstream.on("openai", { transcript: "openai-chat-stream", hangAfterBytes: 900 })
+    const stream = await client.chat.completions.create({
+      model: "openai/gpt-4o-mini",
+      messages: ask(),
+      n: 2,
+      stream: true,
+    })
+    const seen = new Set<number>()
+    let id = ""
+    const chunks = stream[Symbol.asyncIterator]()
+    while (seen.size < 2) {
+      const next = await chunks.next()
+      if (next.done) throw new Error("the stream ended early")
+      id = next.value.id
+      for (const choice of next.value.choices) if (choice.delta.content) seen.add(choice.index)
+    }
+    // The completion's id names its first choice's request; /v1's org is its bearer's (header mode).
+    const org = `key-${createHash("sha256").update("sk-dac-test").digest("hex").slice(0, 24)}`
+    const cancelled = await fetch(`${gateway.baseUrl}/api/threads/cancel/${id.replace(/^chatcmpl-/, "")}`, {
+      method: "POST",
+      headers: { "x-org-id": org },
+    })
+    expect(cancelled.status).toBe(200)
+    for (;;) if ((await chunks.next()).done) break
+    await Promise.all(upstream.calls("openai").map((call) => upstream.socketClosedAt(call, 2_000)))
   })
 
   it("a choice the pacer's queue cannot take refuses the whole request (429); the started ones are left", async () => {
