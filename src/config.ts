@@ -105,7 +105,7 @@ export interface AppConfigShape {
   readonly maxHeaderBytes: number
   /** `GENERATION_MAX_MS`: a generation running longer is ended (`generation_timeout`). */
   readonly generationMaxMs: number
-  /** `GENERATION_MAX_BYTES`: a reply whose text grows past this is ended (`generation_too_large`). */
+  /** `GENERATION_MAX_BYTES`: a reply whose text and tool-call arguments grow past this is ended (`generation_too_large`). */
   readonly generationMaxBytes: number
   /** `MAX_LISTENERS_PER_GENERATION`: streams one generation feeds at once; one more gets 429. */
   readonly maxListenersPerGeneration: number

@@ -164,6 +164,20 @@ export const makeRun = (deps: RunDeps) => {
     let grew: ((bytes: number) => void) | undefined
     let ticket: Ticket | undefined
 
+    /**
+     * Counts `bytes` more of the reply (its text and its tool calls' arguments); past
+     * GENERATION_MAX_BYTES it stops the generation (its upstream call is aborted) and says so.
+     */
+    const tooLarge = (bytes: number) => {
+      replyBytes += bytes
+      if (replyBytes <= config.generationMaxBytes) return false
+      generation.stop(
+        new GenerationTooLarge({
+          message: `the reply grew past ${config.generationMaxBytes} bytes (GENERATION_MAX_BYTES)`,
+        }),
+      )
+      return true
+    }
     // Each event arrives synchronously from the adapter's I/O callback: no fiber hop per token.
     const onEvent = (event: ProviderEvent) => {
       switch (event._tag) {
@@ -178,15 +192,7 @@ export const makeRun = (deps: RunDeps) => {
           if (generation.stopping) break
           const text = storableText(event.text)
           const bytes = Buffer.byteLength(text)
-          replyBytes += bytes
-          if (replyBytes > config.generationMaxBytes) {
-            generation.stop(
-              new GenerationTooLarge({
-                message: `the reply grew past ${config.generationMaxBytes} bytes (GENERATION_MAX_BYTES)`,
-              }),
-            )
-            break
-          }
+          if (tooLarge(bytes)) break
           reply.parts.push(text)
           generation.emit("delta", { text })
           reply.lastDeltaId = generation.lastEventId()
@@ -195,6 +201,9 @@ export const makeRun = (deps: RunDeps) => {
         }
         case "ToolCallDelta":
           if (generation.stopping) break
+          // A call's arguments are part of the reply (kept, streamed, answered whole): they count
+          // toward the same bound as its text.
+          if (tooLarge(Buffer.byteLength(event.argumentsDelta))) break
           generation.emit("tool_call", toolCalls.add(event))
           break
         case "Finish":

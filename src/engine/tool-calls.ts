@@ -62,6 +62,6 @@ export const bypassesCoalescing = (
   conversation: ReadonlyArray<ChatMessage> | undefined,
 ): boolean => {
   if (options?.tools !== undefined && options.tools.length > 0) return true
-  if (options?.responseFormat !== undefined || (options?.n ?? 1) > 1) return true
+  if (options?.responseFormat !== undefined) return true
   return conversation?.some((m) => m.role === "tool" || (m.toolCalls?.length ?? 0) > 0) ?? false
 }

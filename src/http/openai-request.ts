@@ -50,6 +50,12 @@ const OpenAiMessage = Schema.Struct({
 })
 type OpenAiMessage = typeof OpenAiMessage.Type
 
+/**
+ * The largest `n`: each choice is an upstream call of its own, with its own pacer slot
+ * (openai-choices.ts), so a request asks for at most this many.
+ */
+export const maxChoices = 8
+
 const JsonObject = Schema.Record(Schema.String, Schema.Unknown)
 
 const Tool = Schema.Struct({
@@ -101,7 +107,17 @@ export const CompletionRequest = Schema.Struct({
   ),
   top_p: Schema.optional(Schema.NullOr(Schema.Number.check(Schema.isBetween({ minimum: 0, maximum: 1 })))),
   stop: Schema.optional(Schema.NullOr(Schema.Union([StopSequence, StopSequences]))),
-  n: Schema.optional(Schema.NullOr(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 128 })))),
+  n: Schema.optional(
+    Schema.NullOr(
+      Schema.Number.check(
+        Schema.makeFilter((n) =>
+          Number.isInteger(n) && n >= 1 && n <= maxChoices
+            ? undefined
+            : `n must be an integer from 1 to ${maxChoices}`,
+        ),
+      ),
+    ),
+  ),
   tools: Schema.optional(Schema.NullOr(Schema.Array(Tool))),
   tool_choice: Schema.optional(Schema.NullOr(ToolChoiceSchema)),
   parallel_tool_calls: Schema.optional(Schema.NullOr(Schema.Boolean)),
@@ -207,7 +223,7 @@ export const chatMessageOf = (message: OpenAiMessage): ChatMessage => {
   }
 }
 
-/** Tools, tool choice, output format and `n`; undefined when the request asks none of them. */
+/** Tools, tool choice and output format; undefined when the request asks none of them (`n` is served by openai-choices.ts). */
 export const optionsOf = (body: CompletionRequest): ProviderOptions | undefined => {
   const tools: ReadonlyArray<ToolDefinition> | undefined = body.tools?.map(({ function: f }) => ({
     name: f.name,
@@ -238,7 +254,6 @@ export const optionsOf = (body: CompletionRequest): ProviderOptions | undefined 
       ? {}
       : { parallelToolCalls: body.parallel_tool_calls }),
     ...(responseFormat === undefined ? {} : { responseFormat }),
-    ...(body.n == null || body.n === 1 ? {} : { n: body.n }),
   }
   return Object.keys(options).length === 0 ? undefined : options
 }

@@ -3,10 +3,9 @@ import { Effect, Exit, Layer, Schema, SchemaIssue } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { AppConfig, isProviderName, type ModelTarget } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
-import { dataUrlOf, type ToolCall, textOf } from "../domain/content.ts"
+import { dataUrlOf, textOf } from "../domain/content.ts"
 import { IdempotencyKey, OrgId } from "../domain/ids.ts"
 import type { Caller } from "../domain/keys.ts"
-import type { Usage } from "../domain/thread.ts"
 import { ApiKeys } from "../engine/api-keys.ts"
 import { type StartedTurn, Turns } from "../engine/turns.ts"
 import { unsupportedOption } from "../providers/capabilities.ts"
@@ -14,12 +13,23 @@ import type { ChatMessage } from "../providers/provider.ts"
 import { Providers } from "../providers/providers.ts"
 import { headerCaller } from "./caller.ts"
 import { type DescribedError, retryAfterHeader } from "./errors.ts"
-import { type ListenerFormat, subscribeBody } from "./listener-body.ts"
+import { subscribeBody } from "./listener-body.ts"
 import { isBodyTooLarge } from "./middleware.ts"
-import { openAiErrorBody as errorBody, openAiError } from "./openai-errors.ts"
+import { ChoicesBody, completeChoices, startChoices } from "./openai-choices.ts"
+import {
+  type CompletionHead,
+  choiceOf,
+  chunkFormat,
+  doneBytes,
+  roleChunk,
+  sumUsage,
+  usageChunk,
+  usageOf,
+} from "./openai-chunks.ts"
+import { openAiError } from "./openai-errors.ts"
 import { listModels, modelList, retrieveModel } from "./openai-models.ts"
 import { unsupportedParameter } from "./openai-parameters.ts"
-import { CompletionRequest, chatMessageOf, messageProblem, optionsOf, wireCallId } from "./openai-request.ts"
+import { CompletionRequest, chatMessageOf, messageProblem, optionsOf } from "./openai-request.ts"
 import { presentedKey } from "./org.ts"
 import { sseResponse } from "./stream.ts"
 
@@ -91,99 +101,26 @@ const describeIssues = (issue: SchemaIssue.Issue) => {
   return { message: shown.join("; ") + more, param: param === "" ? null : param }
 }
 
-/** A reply's tool calls in OpenAI's words. */
-const toolCallsOf = (calls: ReadonlyArray<ToolCall>) =>
-  calls.map((call) => ({
-    id: wireCallId(call.id, call.extra?.thoughtSignature),
-    type: "function",
-    function: { name: call.name, arguments: call.arguments },
-  }))
-
-/** The `delta` of one tool-call fragment: its first carries id, type and name, the rest only arguments. */
-const toolCallDeltaOf = (data: Readonly<Record<string, unknown>>) => {
-  const args = data.arguments_delta
-  if (typeof data.id !== "string")
-    return { tool_calls: [{ index: data.index, function: { arguments: args } }] }
-  const signature = typeof data.thought_signature === "string" ? data.thought_signature : undefined
-  return {
-    tool_calls: [
-      {
-        index: data.index,
-        id: wireCallId(data.id, signature),
-        type: "function",
-        function: { name: data.name, arguments: args },
-      },
-    ],
-  }
-}
-
-const encoder = new TextEncoder()
-const sse = (value: unknown) => encoder.encode(`data: ${JSON.stringify(value)}\n\n`)
-const done = encoder.encode("data: [DONE]\n\n")
-
-/** DAC's usage in OpenAI's words. */
-const usageOf = (usage: Usage | null | undefined) =>
-  usage == null
-    ? null
-    : {
-        prompt_tokens: usage.input_tokens,
-        completion_tokens: usage.output_tokens,
-        total_tokens: usage.input_tokens + usage.output_tokens,
-      }
-
-const slowConsumer = sse(errorBody("api_error", "slow_consumer", "the client fell too far behind"))
-
-/** OpenAI's chunk stream for one request: a role chunk at once, content chunks, finish, usage, `[DONE]`. */
-const chunkBody = (turn: StartedTurn, model: string, includeUsage: boolean, stalledWriteMs: number) => {
-  const id = `chatcmpl-${turn.requestId}`
-  const created = Math.floor(Date.now() / 1000)
-  const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
-    id,
-    object: "chat.completion.chunk",
-    created,
-    model,
-    choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
-  })
-  // A content chunk is the same bytes around its text: only the text is encoded per token.
-  const [deltaHead, deltaTail] = JSON.stringify(chunk({ content: "" }, null)).split('"content":""')
-  const deltaBefore = `data: ${deltaHead}"content":`
-  const deltaAfter = `${deltaTail}\n\n`
-  const format: ListenerFormat = {
-    encode: (f) => {
-      switch (f.type) {
-        case "delta":
-          return Buffer.from(deltaBefore + JSON.stringify(f.data.text) + deltaAfter)
-        case "tool_call":
-          return sse(chunk(toolCallDeltaOf(f.data), null))
-        case "done": {
-          // The done frame carries the usage and finish reason: no need to wait for the outcome.
-          const finish = sse(chunk({}, String(f.data.finish_reason ?? "stop")))
-          const usage = includeUsage
-            ? sse({ ...chunk({}, null), choices: [], usage: usageOf(f.data.usage as Usage | null) })
-            : new Uint8Array()
-          return Buffer.concat([finish, usage, done])
-        }
-        case "error":
-          return sse(errorBody("api_error", f.data.code, f.data.message))
-        case "keepalive":
-          // An SSE comment: clients (the SDKs included) skip it; proxies see the stream is alive.
-          return f.bytes
-        default:
-          return undefined
-      }
-    },
-    fellBehind: () => slowConsumer,
-  }
-  return subscribeBody(
+/** OpenAI's chunk stream for one choice: a role chunk at once, content chunks, finish, usage, `[DONE]`. */
+const chunkBody = (turn: StartedTurn, head: CompletionHead, includeUsage: boolean, stalledWriteMs: number) =>
+  subscribeBody(
     turn.generation,
     turn.requestId,
     -1,
-    format,
-    [sse(chunk({ role: "assistant", content: "" }, null))],
+    chunkFormat(head, 0, (usage) =>
+      includeUsage ? Buffer.concat([usageChunk(head, usage), doneBytes]) : doneBytes,
+    ),
+    [roleChunk(head, 0)],
     turn.record,
     stalledWriteMs,
   )
-}
+
+/** The id, time and model every chunk (or the whole reply) of a completion names. */
+const completionHead = (turn: StartedTurn, model: string): CompletionHead => ({
+  id: `chatcmpl-${turn.requestId}`,
+  created: Math.floor(Date.now() / 1000),
+  model,
+})
 
 /** What a 400 for an unusable `model` says is accepted, written once: the format and up to 10 aliases. */
 const expectedModel = (aliases: ReadonlyMap<string, ModelTarget>) => {
@@ -200,7 +137,8 @@ const expectedModel = (aliases: ReadonlyMap<string, ModelTarget>) => {
  * official SDKs work unchanged. `model` is a configured alias (`MODEL_ALIASES`, looked up first) or
  * `provider/model` (e.g. `mock/faststream-ttft`); the response echoes it as sent. Tools, images and
  * JSON output are passed on in each provider's terms (openai-request.ts, providers/capabilities.ts);
- * tool calls come back in OpenAI's shape. The pacer, coalescer (keyed on the whole conversation;
+ * tool calls come back in OpenAI's shape (openai-chunks.ts); `n` > 1 is n calls merged
+ * (openai-choices.ts). The pacer, coalescer (keyed on the whole conversation;
  * tool turns bypass it), fan-out and cancel all apply; nothing is stored as a thread. Beside it,
  * `GET /v1/models[/{id}]` (openai-models.ts).
  */
@@ -447,40 +385,31 @@ const completions = (limits: CompletionLimits, expectedModel: string, callerOf: 
       idempotencyKey: idempotencyKey || undefined,
       coalesce: request.headers["x-dac-coalesce"]?.toLowerCase() !== "off",
     }
+    const n = body.n ?? 1
+    const includeUsage = body.stream_options?.include_usage === true
     if (stream) {
-      const turn = yield* turns.start(input).pipe(Effect.result)
-      if (turn._tag === "Failure") return fromDescribed(turn.failure)
+      const started = yield* (
+        n === 1 ? Effect.map(turns.start(input), (turn) => [turn]) : startChoices(turns, input, n)
+      ).pipe(Effect.result)
+      if (started._tag === "Failure") return fromDescribed(started.failure)
+      const head = completionHead(started.success[0]!, body.model)
       return sseResponse(
-        chunkBody(turn.success, body.model, body.stream_options?.include_usage === true, stalledWriteMs),
+        n === 1
+          ? chunkBody(started.success[0]!, head, includeUsage, stalledWriteMs)
+          : new ChoicesBody(started.success, head, includeUsage, stalledWriteMs),
       )
     }
-    const result = yield* turns.complete(input).pipe(Effect.result)
+    const result = yield* (
+      n === 1 ? Effect.map(turns.complete(input), (one) => [one]) : completeChoices(turns, input, n)
+    ).pipe(Effect.result)
     if (result._tag === "Failure") return fromDescribed(result.failure)
-    const { turn, outcome } = result.success
-    const calls = outcome.toolCalls
-    const text = outcome.message.content
+    const head = completionHead(result.success[0]!.turn, body.model)
     return HttpServerResponse.jsonUnsafe({
-      id: `chatcmpl-${turn.requestId}`,
+      id: head.id,
       object: "chat.completion",
-      created: Math.floor(Date.now() / 1000),
-      model: body.model,
-      choices: [
-        {
-          index: 0,
-          message:
-            calls === undefined
-              ? { role: "assistant", content: text, refusal: null }
-              : {
-                  role: "assistant",
-                  // OpenAI's own shape: null content beside tool calls when the reply has no text.
-                  content: text === "" ? null : text,
-                  refusal: null,
-                  tool_calls: toolCallsOf(calls),
-                },
-          finish_reason: outcome.message.finish_reason ?? "stop",
-          logprobs: null,
-        },
-      ],
-      usage: usageOf(outcome.usage),
+      created: head.created,
+      model: head.model,
+      choices: result.success.map(({ outcome }, index) => choiceOf(index, outcome)),
+      usage: usageOf(sumUsage(result.success.map(({ outcome }) => outcome.usage))),
     })
   })

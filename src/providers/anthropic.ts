@@ -1,6 +1,7 @@
 import { Predicate } from "effect"
 import type { ProviderName } from "../config.ts"
 import { type ContentPart, dataUrlOf, textOf } from "../domain/content.ts"
+import { outputConfigOf } from "./anthropic-schema.ts"
 import { parseJson, sseOrJson, unparseable, usageOf } from "./decode.ts"
 import { type MakeDecoder, makeHttpAdapter } from "./http.ts"
 import { errorFromStream, truncated } from "./http-errors.ts"
@@ -99,7 +100,7 @@ const turnsOf = (messages: ReadonlyArray<ChatMessage>) => {
 
 const isToolResult = (value: unknown) => (value as { type?: unknown } | undefined)?.type === "tool_result"
 
-/** `tools`, and `tool_choice` with `disable_parallel_tool_use` (Anthropic has no JSON mode: capabilities.ts refuses it). */
+/** `tools`, and `tool_choice` with `disable_parallel_tool_use`. */
 const toolFields = (request: ProviderRequest) => {
   const fields: Record<string, unknown> = {}
   if (request.tools !== undefined && request.tools.length > 0) {
@@ -138,6 +139,7 @@ export const messagesBody = (request: ProviderRequest) => {
     ...(request.topP === undefined ? {} : { top_p: request.topP }),
     ...(request.stop === undefined ? {} : { stop_sequences: request.stop }),
     ...toolFields(request),
+    ...outputConfigOf(request.responseFormat),
     stream: request.stream !== false,
   }
 }

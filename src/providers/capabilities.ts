@@ -8,25 +8,33 @@ import type { ProviderOptions } from "./provider.ts"
  */
 
 /** Providers whose API has a JSON output mode DAC can ask for. */
-const jsonOutput: ReadonlySet<ProviderName> = new Set(["openai", "openrouter", "gemini", "perplexity"])
+const jsonOutput: ReadonlySet<ProviderName> = new Set([
+  "openai",
+  "openrouter",
+  "gemini",
+  "perplexity",
+  "anthropic",
+])
 
-/** Perplexity takes `json_schema` only (no bare JSON mode). */
-const jsonSchemaOnly: ReadonlySet<ProviderName> = new Set(["perplexity"])
+/**
+ * Providers that take `json_schema` only: Perplexity has no bare JSON mode; Anthropic's structured
+ * outputs need a schema, and no schema it accepts means "any JSON object" (anthropic-schema.ts).
+ */
+const jsonSchemaOnly: ReadonlySet<ProviderName> = new Set(["perplexity", "anthropic"])
 
 /** What of `options` the provider cannot do, in words for the 400; undefined when it can do all. */
 export const unsupportedOption = (provider: ProviderName, options: ProviderOptions): string | undefined => {
   const format = options.responseFormat
   if (format !== undefined) {
     if (!jsonOutput.has(provider)) {
-      return `response_format ${format.type} is not supported by provider "${provider}" (its API has no JSON output mode DAC can ask for); supported by openai, openrouter, gemini${jsonSchemaOnly.size > 0 ? ", perplexity (json_schema only)" : ""}`
+      return `response_format ${format.type} is not supported by provider "${provider}" (its API has no JSON output mode DAC can ask for); supported by openai, openrouter and gemini, and by anthropic and perplexity with a json_schema`
     }
     if (format.type === "json_object" && jsonSchemaOnly.has(provider)) {
-      return `response_format json_object is not supported by provider "${provider}"; send a json_schema`
+      return `response_format json_object is not supported by provider "${provider}" (it has no JSON mode without a schema); send a json_schema`
     }
-  }
-  // One reply per generation: the engine streams, stores and coalesces a single choice.
-  if (options.n !== undefined && options.n > 1) {
-    return `n > 1 is not supported by provider "${provider}" through DAC (one choice per request); send n: 1 or several requests`
+    if (format.type === "json_schema" && format.schema === undefined && jsonSchemaOnly.has(provider)) {
+      return `response_format json_schema needs json_schema.schema on provider "${provider}"`
+    }
   }
   if (options.tools !== undefined && options.tools.length > 0 && provider === "perplexity") {
     return `tools are not supported by provider "perplexity" (its API has no function calling)`

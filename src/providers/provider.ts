@@ -24,15 +24,13 @@ export interface ChatMessage {
   readonly name?: string | undefined
 }
 
-/** What a request may ask besides sampling: tools, the output format, several choices. */
+/** What a request may ask besides sampling: tools, the output format. */
 export interface ProviderOptions {
   readonly tools?: ReadonlyArray<ToolDefinition> | undefined
   readonly toolChoice?: ToolChoice | undefined
   /** `false`: at most one call per reply (Anthropic's `disable_parallel_tool_use`). */
   readonly parallelToolCalls?: boolean | undefined
   readonly responseFormat?: ResponseFormat | undefined
-  /** Choices asked for; only 1 gets this far (see providers/capabilities.ts). */
-  readonly n?: number | undefined
 }
 
 export interface ProviderRequest extends ProviderOptions {

@@ -40,12 +40,11 @@ describe("ToolCallAccumulator", () => {
 })
 
 describe("bypassesCoalescing", () => {
-  it("tools, tool calls, tool results, JSON output and n > 1 bypass; plain turns do not", () => {
+  it("tools, tool calls, tool results, JSON output bypass; plain turns do not", () => {
     expect(bypassesCoalescing(undefined, [{ role: "user", content: "x" }])).toBe(false)
     expect(bypassesCoalescing({ tools: [] }, undefined)).toBe(false)
     expect(bypassesCoalescing({ tools: [{ name: "f" }] }, undefined)).toBe(true)
     expect(bypassesCoalescing({ responseFormat: { type: "json_object" } }, undefined)).toBe(true)
-    expect(bypassesCoalescing({ n: 2 }, undefined)).toBe(true)
     expect(bypassesCoalescing(undefined, [{ role: "tool", toolCallId: "a", content: "1" }])).toBe(true)
     expect(
       bypassesCoalescing(undefined, [

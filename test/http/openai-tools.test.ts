@@ -297,16 +297,17 @@ describe("tool turns and the coalescer", () => {
 })
 
 describe("what /v1 refuses, in OpenAI's shape", () => {
-  it("JSON output on a provider without it names the provider; n > 1 is refused", async () => {
+  it("JSON output on a provider without it names the provider; n past its bound names n", async () => {
     const json = await client.chat.completions
-      .create({ model: "anthropic/claude", messages: ask("x"), response_format: { type: "json_object" } })
+      .create({ model: "mock/faststream-ttft", messages: ask("x"), response_format: { type: "json_object" } })
       .catch((e: unknown) => e)
     expect(json).toBeInstanceOf(OpenAI.BadRequestError)
-    expect((json as InstanceType<typeof OpenAI.BadRequestError>).message).toContain('provider "anthropic"')
+    expect((json as InstanceType<typeof OpenAI.BadRequestError>).message).toContain('provider "mock"')
     const n = await client.chat.completions
-      .create({ model: "openai/gpt-4o", messages: ask("x"), n: 2 })
+      .create({ model: "openai/gpt-4o", messages: ask("x"), n: 9 })
       .catch((e: unknown) => e)
     expect(n).toBeInstanceOf(OpenAI.BadRequestError)
+    expect((n as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("n")
     expect(upstream.calls()).toHaveLength(0)
   })
 

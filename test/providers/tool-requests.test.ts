@@ -158,6 +158,58 @@ describe("Anthropic: tool_use and tool_result blocks, image blocks", () => {
       { name: "f", input_schema: { type: "object", properties: {} } },
     ])
   })
+
+  it("JSON output: output_config.format, the schema within Anthropic's limits ($defs, refs, nullable objects)", () => {
+    const sent = fields(
+      messagesBody({
+        provider: "anthropic",
+        model: "m",
+        messages: [{ role: "user", content: "x" }],
+        responseFormat: {
+          type: "json_schema",
+          name: "tree",
+          strict: true,
+          schema: {
+            $defs: {
+              leaf: { type: ["object", "null"], properties: { v: { type: "number", exclusiveMinimum: 0 } } },
+            },
+            type: "object",
+            properties: {
+              leaves: { type: "array", minItems: 1, items: { $ref: "#/$defs/leaf" } },
+              tags: { type: "array", items: [{ type: "string", pattern: "^[a-z]+$" }] },
+            },
+            required: ["leaves"],
+          },
+        },
+      }),
+    )
+    expect(sent.output_config).toEqual({
+      format: {
+        type: "json_schema",
+        schema: {
+          $defs: {
+            leaf: {
+              type: ["object", "null"],
+              properties: { v: { type: "number", description: "{exclusiveMinimum: 0}" } },
+              additionalProperties: false,
+            },
+          },
+          type: "object",
+          properties: {
+            leaves: { type: "array", minItems: 1, items: { $ref: "#/$defs/leaf" } },
+            tags: { type: "array", items: [{ type: "string", pattern: "^[a-z]+$" }] },
+          },
+          required: ["leaves"],
+          additionalProperties: false,
+        },
+      },
+    })
+    // Without a format nothing is added.
+    expect(
+      fields(messagesBody({ provider: "anthropic", model: "m", messages: [{ role: "user", content: "x" }] }))
+        .output_config,
+    ).toBeUndefined()
+  })
 })
 
 describe("Gemini: functionCall and functionResponse parts, inline images", () => {
