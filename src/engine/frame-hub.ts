@@ -133,6 +133,11 @@ export class FrameHub {
     }
   }
 
+  /** The log's frames after `afterId`, own frames of requests included. */
+  framesAfter(afterId: number) {
+    return this.log.after(afterId)
+  }
+
   has(requestId: RequestId) {
     return this.listeners.has(requestId)
   }

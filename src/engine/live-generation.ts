@@ -107,6 +107,11 @@ export class LiveGeneration implements Generation {
     return this
   }
 
+  /** Its frames after `afterId`, in order (what a relay writes for a replica that starts following it). */
+  framesAfter(afterId: number) {
+    return this.hub.framesAfter(afterId)
+  }
+
   /** A frame of the generation another replica runs, read from its relay (ids as they were there). */
   relayFrame(f: Frame) {
     if (!this.ended) this.hub.relay(f)

@@ -221,7 +221,15 @@ function* makeRelay() {
 
   // ---- The owner's side: frames out, holds in.
 
-  const published = new Map<RequestId, { readonly generation: LiveGeneration; readonly turn: RelayedTurn }>()
+  interface Published {
+    readonly generation: LiveGeneration
+    readonly turn: RelayedTurn
+    /** Whether its frames go to Redis: from the first hold of another replica on (none: no cost). */
+    mirrored: boolean
+    /** When it was seen ended (it stays followable for the retention, like a local one). */
+    endedAt: number | undefined
+  }
+  const published = new Map<RequestId, Published>()
   const pending = new Map<string, Array<string>>()
   const finishing = new Set<string>()
   let flushTimer: ReturnType<typeof setTimeout> | undefined
@@ -235,8 +243,9 @@ function* makeRelay() {
     }
     pending.clear()
     finishing.clear()
-    warned = false
-    batch.exec().catch(warn("writing frames"))
+    batch.exec().then(() => {
+      warned = false
+    }, warn("writing frames"))
   }
   const queueFrame = (key: string, f: Frame) => {
     const wire: WireFrame = f.only === undefined ? [f.id, f.type, f.data] : [f.id, f.type, f.data, f.only]
@@ -257,11 +266,36 @@ function* makeRelay() {
   }
 
   const publish = (generation: LiveGeneration, turn: RelayedTurn) => {
-    published.set(turn.leader, { generation, turn })
+    published.set(turn.leader, { generation, turn, mirrored: false, endedAt: undefined })
     register(turn.leader, turn)
-    const key = framesKey(turn.leader)
-    generation.mirrorTo((f) => queueFrame(key, f))
   }
+
+  /**
+   * Its frames go to Redis from now on: the log so far (a stream written afresh after a Redis
+   * restart emptied it), then each frame as it comes. Synchronous, so no frame falls between the
+   * two. Until another replica follows it, a generation costs Redis nothing per frame.
+   */
+  const mirror = (own: Published, afresh: boolean) => {
+    const key = framesKey(own.turn.leader)
+    if (afresh) {
+      pending.delete(key)
+      client.del(key).catch(warn("writing frames"))
+    }
+    for (const f of own.generation.framesAfter(-1)) queueFrame(key, f)
+    if (!own.mirrored) {
+      own.mirrored = true
+      own.generation.mirrorTo((f) => queueFrame(key, f))
+    }
+  }
+
+  // A Redis that restarted lost every stream and registration: the running ones are written again.
+  redis.onChange((up) => {
+    if (!up) return
+    for (const own of published.values()) {
+      register(own.turn.leader, own.turn)
+      if (own.mirrored) mirror(own, true)
+    }
+  })
 
   const send = (message: Record<string, unknown>) => {
     client.publish(channel, JSON.stringify({ ...message, from: replicaId })).catch(warn("the relay channel"))
@@ -342,6 +376,20 @@ function* makeRelay() {
     const value = fields[1]
     if (value === undefined || copy.generation.isEnded()) return
     for (const [id, type, data, only] of JSON.parse(value) as ReadonlyArray<WireFrame>) {
+      const next = copy.generation.lastEventId() + 1
+      // The log written again (after a Redis restart, or a late first follower): what the copy has.
+      if (id < next) continue
+      if (id > next) {
+        // Frames lost (written while Redis was unreachable): the client reconnects to a fresh copy.
+        return endCopy(
+          copy,
+          frame(next, "error", {
+            code: "replica_lost",
+            message: "part of this reply did not reach this replica; reconnect with Last-Event-ID to resume",
+            retryable: true,
+          }),
+        )
+      }
       const f =
         only === undefined
           ? frame(id, type as "delta", data as { text: string })
@@ -470,9 +518,11 @@ function* makeRelay() {
       scope?: CancelScope
     }
     if (message.from === replicaId) return
-    const own = published.get(message.leader)?.generation
-    if (message.t === "hold") own?.holdRemote(message.from, Date.now() + leaseMs)
-    else if (message.t === "release") own?.releaseRemote(message.from)
+    const own = published.get(message.leader)
+    if (message.t === "hold" && own !== undefined) {
+      if (!own.mirrored) mirror(own, false)
+      own.generation.holdRemote(message.from, Date.now() + leaseMs)
+    } else if (message.t === "release") own?.generation.releaseRemote(message.from)
     else if (message.t === "cancel" && message.org !== undefined && message.request !== undefined) {
       cancelHandler(message.org, message.request, message.leader, message.scope ?? "request")
       const copy = copies.get(message.leader)
@@ -488,9 +538,10 @@ function* makeRelay() {
 
   const tick = async () => {
     const now = Date.now()
-    for (const [leader, { generation }] of published) {
-      if (generation.isEnded()) published.delete(leader)
-      else generation.expireRemote(now)
+    for (const [leader, own] of published) {
+      if (!own.generation.isEnded()) own.generation.expireRemote(now)
+      else if (own.endedAt === undefined) own.endedAt = now
+      else if (now - own.endedAt > finishedRetentionMs) published.delete(leader)
     }
     const live = [...copies.values()].filter((c) => !c.generation.isEnded())
     for (const copy of live) {
