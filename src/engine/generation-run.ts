@@ -136,13 +136,13 @@ export const makeRun = (deps: RunDeps) => {
   return (spec: GenerationSpec, generation: LiveGeneration) => {
     // Joined once at the end (and per save of a stored reply): `+=` per token would keep a rope
     // of one node per token alive with the reply (it is retained for the coalescer's result TTL).
-    const reply = { parts: [] as Array<string>, lastDeltaId: null as number | null }
+    const toolCalls = new ToolCallAccumulator()
+    const reply = { parts: [] as Array<string>, lastDeltaId: null as number | null, toolCalls }
     let replyBytes = 0
     let ttftMs: number | null = null
     let queueWaitMs = 0
     let usage: Usage | null = null
     let finishReason: string | null = null
-    const toolCalls = new ToolCallAccumulator()
     /** The stored reply once its insert landed, and how its growth is told to the writer. */
     let stored: Message | undefined
     let grew: ((bytes: number) => void) | undefined
@@ -180,6 +180,7 @@ export const makeRun = (deps: RunDeps) => {
         case "ToolCallDelta":
           if (generation.stopping) break
           generation.emit("tool_call", toolCalls.add(event))
+          grew?.(Buffer.byteLength(event.argumentsDelta))
           break
         case "Finish":
           finishReason = event.reason
@@ -290,6 +291,7 @@ export const makeRun = (deps: RunDeps) => {
           yield* Effect.logError("generation failed with a defect", exit.cause)
         }
         const content = reply.parts.join("")
+        const calls = toolCalls.result()
         const outcome: FinishTurn =
           Exit.isSuccess(exit) && error === undefined
             ? {
@@ -299,6 +301,7 @@ export const makeRun = (deps: RunDeps) => {
                 finishReason: finishReason ?? "stop",
                 errorCode: null,
                 lastEventId: reply.lastDeltaId,
+                toolCalls: calls,
               }
             : {
                 content,
@@ -308,6 +311,7 @@ export const makeRun = (deps: RunDeps) => {
                 finishReason: null,
                 errorCode: error?.code ?? null,
                 lastEventId: reply.lastDeltaId,
+                toolCalls: calls,
               }
         const message = yield* finish(stored, outcome)
         let result: GenerationOutcome
@@ -338,7 +342,7 @@ export const makeRun = (deps: RunDeps) => {
             retryable: true,
           })
         } else if (outcome.status === "complete") {
-          result = { _tag: "Completed", message, usage, toolCalls: toolCalls.result(), ...timings }
+          result = { _tag: "Completed", message, usage, toolCalls: calls, ...timings }
           yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
           generation.end(result, "done", {
             message_id: message.message_id,
@@ -369,7 +373,8 @@ export const makeRun = (deps: RunDeps) => {
         // The thread's next turn goes on, with this one's reply in its history when it completed.
         turn?.settle({
           stored: stored !== undefined,
-          completeReply: result._tag === "Completed" ? result.message.content : null,
+          completeReply:
+            result._tag === "Completed" ? { content: result.message.content, toolCalls: calls } : null,
         })
         spec.onSettled?.(result)
         yield* Deferred.succeed(generation.outcome, result)

@@ -2,9 +2,11 @@ import { Context, Deferred, Effect, Exit, Layer, Option } from "effect"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest, CoalesceRole } from "../domain/chat.ts"
 import { TurnResult } from "../domain/chat.ts"
+import { textOf } from "../domain/content.ts"
 import {
   ContentTooLarge,
   IdempotencyConflict,
+  InvalidToolResult,
   type KeyLimitError,
   type PacerQueueFull,
   type ProviderNotConfigured,
@@ -45,7 +47,7 @@ import {
 import { type KeyAdmission, KeyLimiter, noLimit } from "./key-limits.ts"
 import { Pacer } from "./pacer.ts"
 import { type InsertError, type ThreadActor, ThreadActors } from "./thread-actors.ts"
-import { bypassesCoalescing } from "./tool-calls.ts"
+import { bypassesCoalescing, toolResultProblem } from "./tool-calls.ts"
 
 /** The refusals logged as `rejected` requests: nothing was stored or sent for them. */
 const rejections = new Set([
@@ -64,6 +66,10 @@ const gatewayFailures = new Set(["StoreUnavailable", "ThreadNotFound", "PacerQue
 const settledAs = (outcome: GenerationOutcome) =>
   outcome._tag === "Failed" && gatewayFailures.has(outcome.error._tag) ? "Cancelled" : outcome._tag
 
+/** A thread turn's own messages (see `TurnInput.messages`). */
+const ownMessages = (input: TurnInput): ReadonlyArray<ChatMessage> =>
+  input.messages ?? [{ role: "user", content: input.body.content }]
+
 /** A generation already feeds as many streams as it may. */
 export const tooManyListeners = (max: number) =>
   new TooManyListeners({
@@ -80,6 +86,11 @@ export interface TurnInput {
    */
   readonly conversation?: ReadonlyArray<ChatMessage> | undefined
   readonly body: ChatRequest
+  /**
+   * A thread turn's own messages, as they are stored and sent: the user's (text or parts), or the
+   * results of the tool calls of the thread's last reply. Absent: one user message of `body.content`.
+   */
+  readonly messages?: ReadonlyArray<ChatMessage> | undefined
   /** Tools, tool choice, output format: passed on to the provider as they are. */
   readonly options?: ProviderOptions | undefined
   /** Waiting for the whole reply, or streaming it (`STREAM_FANOUT_ENABLED=0` stops sharing streams). */
@@ -106,6 +117,7 @@ export type StartError =
   | StoreUnavailable
   | TooManyListeners
   | ThreadMoved
+  | InvalidToolResult
   | KeyLimitError
 
 export type TurnError = StartError | RequestCancelled | GenerationError
@@ -268,9 +280,10 @@ export class Turns extends Context.Service<
         const adapter = yield* providers.resolve(body.provider, body.model)
         const queuePosition = actor?.turnsInFlight() ?? 0
         const ticket = queuePosition === 0 ? yield* pacer.enqueue(adapter.name, input.org) : undefined
+        const own = ownMessages(input)
         const turn = actor?.enqueue({
           requestId,
-          content: body.content,
+          messages: own,
           provider: body.provider,
           model: body.model,
           userMessageId: newMessageId(),
@@ -301,7 +314,7 @@ export class Turns extends Context.Service<
             stream: streamsUpstream(input),
             ...input.options,
             // A thread turn's history is read from its actor when its turn comes.
-            messages: input.conversation ?? [{ role: "user", content: body.content }],
+            messages: input.conversation ?? own,
           },
         })
         return { inserted: turn?.inserted, queuePosition, generation }
@@ -349,16 +362,26 @@ export class Turns extends Context.Service<
             "gen_ai.provider.name": body.provider,
             "gen_ai.request.model": body.model,
           })
-          if (body.content.length > config.maxContentChars) {
-            return yield* new ContentTooLarge({
-              message: `content is ${body.content.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
-            })
+          const own = ownMessages(input)
+          for (const text of input.messages === undefined
+            ? [body.content]
+            : own.map((m) => textOf(m.content))) {
+            if (text.length > config.maxContentChars) {
+              return yield* new ContentTooLarge({
+                message: `content is ${text.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
+              })
+            }
           }
           // A thread turn enters its thread's actor (loaded from the store the first time).
           const actor =
             input.conversation === undefined && input.threadId !== null
               ? yield* threadActors.enter(input.org, input.threadId)
               : undefined
+          // Tool results answer the calls of the thread's last reply, every one of them, once.
+          if (actor !== undefined && own.some((m) => m.role === "tool")) {
+            const problem = toolResultProblem(actor.conversation(), own)
+            if (problem !== undefined) return yield* new InvalidToolResult({ message: problem })
+          }
           const started = (coalesce: CoalesceRole, turn: LeaderTurn): StartedTurn => ({
             requestId,
             input,
@@ -374,7 +397,7 @@ export class Turns extends Context.Service<
             coalescer.enabled &&
             input.coalesce !== false &&
             (input.mode === "wait" || coalescer.streamFanout) &&
-            !bypassesCoalescing(input.options, input.conversation)
+            !bypassesCoalescing(input.options, input.conversation ?? own)
           if (!sharable && input.idempotencyKey === undefined) {
             return started("bypass", yield* lead(input, actor, requestId, startedAt, admission))
           }
@@ -382,7 +405,7 @@ export class Turns extends Context.Service<
           const oneBody = streamsUpstream(input) ? "" : ":one-body"
           const keyAfter = (position: MessageId | null) =>
             input.conversation === undefined
-              ? `${coalesceKey(input.org, input.threadId, position, body)}${oneBody}`
+              ? `${coalesceKey(input.org, input.threadId, position, body, own[0]?.content)}${oneBody}`
               : `${conversationKey(input.org, input.conversation, body)}${oneBody}`
           const position = actor === undefined ? null : yield* positionOf(actor, body, keyAfter)
           const bodyKey = keyAfter(position)
@@ -504,6 +527,9 @@ export class Turns extends Context.Service<
             {
               request_id: turn.requestId,
               user_message: inserted.userMessage,
+              ...(inserted.inputMessages.some((m) => m.role === "tool")
+                ? { tool_messages: inserted.inputMessages }
+                : {}),
               assistant_message: outcome.message,
               coalesce: turn.coalesce,
               metrics: {
