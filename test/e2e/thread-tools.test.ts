@@ -233,6 +233,7 @@ describe.each(protocols)("a tool loop on a thread, $provider", (protocol) => {
       role: "assistant",
       status: "complete",
       finish_reason: "tool_calls",
+      usage: "usage" in usage ? usage.usage : null,
       content: textOf(protocol.calls),
       tool_calls: expected.map((call) => ({
         id: call.id,
@@ -400,6 +401,56 @@ describe("tool loops on threads", () => {
     })
     stream.abort()
     await stream.done
+  })
+
+  it("results sent again after their reply failed: each call goes upstream answered once", async () => {
+    const protocol = protocols[0]!
+    const { c, threadId } = await newThread()
+    const path = `/api/threads/${threadId}/messages`
+    const openai = { provider: "openai", model: "gpt-4o" }
+    upstream.on("openai", (request, index) =>
+      index === 1 ? { transcript: "openai-error-401" } : script(protocol)(request),
+    )
+    expect((await c.post(path, { ...openai, role: "user", content: "both?", tools })).status).toBe(200)
+    const expected = callsOf(protocol.calls)
+    const results = expected.map((call) => ({ tool_call_id: call.id, content: `of ${call.name}` }))
+    const failed = await c.post(path, { ...openai, role: "tool", tool_results: results, tools })
+    expect(failed.status).toBe(502)
+    const retried = await c.post(path, { ...openai, role: "tool", tool_results: results, tools })
+    expect(retried.status).toBe(200)
+    const sent = lastBody("openai").messages
+    expect(sent.map((m: Body) => [m.role, m.tool_call_id ?? null])).toEqual([
+      ["user", null],
+      ["assistant", null],
+      ...expected.map((call) => ["tool", call.id]),
+    ])
+    // The thread keeps what happened: both sends of the results, the failed reply between them.
+    const thread = (await c.get(`/api/threads/${threadId}`)).json.messages
+    expect(thread.map((m: Body) => [m.role, m.status])).toEqual([
+      ["user", "complete"],
+      ["assistant", "complete"],
+      ...expected.map(() => ["tool", "complete"]),
+      ["assistant", "failed"],
+      ...expected.map(() => ["tool", "complete"]),
+      ["assistant", "complete"],
+    ])
+  })
+
+  it("/openapi.json describes the structured payloads", async () => {
+    const doc = (await api(gateway.baseUrl, undefined).get("/openapi.json")).json
+    const text = JSON.stringify(doc)
+    for (const field of [
+      "tool_results",
+      "tool_call_id",
+      "tool_calls",
+      "parts",
+      "tool_messages",
+      "image_url",
+    ]) {
+      expect(text).toContain(`"${field}"`)
+    }
+    const send = doc.paths["/api/threads/{thread_id}/messages"].post
+    expect(JSON.stringify(send.requestBody)).toContain("ThreadTurnRequest")
   })
 
   it("identical sends with tools do not share a turn (bypass)", async () => {
