@@ -2,7 +2,6 @@ import { createHash } from "node:crypto"
 import { Context, Deferred, Effect, Layer } from "effect"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
-import type { Content } from "../domain/content.ts"
 import type { MessageId, OrgId, ThreadId } from "../domain/ids.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import type { InsertedTurn } from "../store/messages-repo.ts"
@@ -60,9 +59,12 @@ export const coalesceKey = (
   threadId: ThreadId | null,
   lastSettledId: MessageId | null,
   body: ChatRequest,
-  /** The message's content when it is more than `body.content`'s text (parts with images). */
-  content: Content = body.content,
-) => digestKey(org, [threadId, lastSettledId, content, ...parametersOf(body)])
+  /**
+   * What the turn sends when it is more than `body.content`'s text (parts with images, tool results,
+   * tools): an Idempotency-Key reused with other parts or results is another body.
+   */
+  turn: unknown = body.content,
+) => digestKey(org, [threadId, lastSettledId, turn, ...parametersOf(body)])
 
 /** The key of a stateless completion: the whole conversation and the parameters. */
 export const conversationKey = (org: OrgId, conversation: ReadonlyArray<ChatMessage>, body: ChatRequest) =>

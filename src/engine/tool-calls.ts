@@ -111,6 +111,18 @@ export const toolResultProblem = (
 }
 
 /**
+ * Why a user message cannot follow `history` now: its last reply called tools that have no result
+ * yet (every provider refuses a conversation that leaves a call unanswered, and the thread would keep
+ * refusing). Undefined when it can.
+ */
+export const unansweredCallsProblem = (history: ReadonlyArray<ChatMessage>): string | undefined => {
+  const last = history.at(-1)
+  if (last?.role !== "assistant" || (last.toolCalls?.length ?? 0) === 0) return undefined
+  const ids = last.toolCalls!.map((call) => `"${call.id}" (${call.name})`).join(", ")
+  return `the thread's last reply called tools (${ids}): send their results first ({role:"tool", tool_results:[{tool_call_id, content}]})`
+}
+
+/**
  * The conversation as it goes upstream: a call answered again (the retry of a tool-result turn whose
  * reply failed) keeps only its last result, so every provider sees each call answered once. Applied
  * to the thread's messages as stored, in memory or reloaded alike.

@@ -47,7 +47,7 @@ import {
 import { type KeyAdmission, KeyLimiter, noLimit } from "./key-limits.ts"
 import { Pacer } from "./pacer.ts"
 import { type InsertError, type ThreadActor, ThreadActors } from "./thread-actors.ts"
-import { bypassesCoalescing, toolResultProblem } from "./tool-calls.ts"
+import { bypassesCoalescing, toolResultProblem, unansweredCallsProblem } from "./tool-calls.ts"
 
 /** The refusals logged as `rejected` requests: nothing was stored or sent for them. */
 const rejections = new Set([
@@ -69,6 +69,17 @@ const settledAs = (outcome: GenerationOutcome) =>
 /** A thread turn's own messages (see `TurnInput.messages`). */
 const ownMessages = (input: TurnInput): ReadonlyArray<ChatMessage> =>
   input.messages ?? [{ role: "user", content: input.body.content }]
+
+/**
+ * What a thread turn's key holds besides its parameters: the text of a plain user message (as it
+ * always did), else its messages and options (parts, tool results, tools).
+ */
+const turnKey = (input: TurnInput, own: ReadonlyArray<ChatMessage>): unknown => {
+  const [first] = own
+  return own.length === 1 && first?.role === "user" && typeof first.content === "string" && !input.options
+    ? first.content
+    : [own, input.options ?? null]
+}
 
 /** A generation already feeds as many streams as it may. */
 export const tooManyListeners = (max: number) =>
@@ -378,8 +389,11 @@ export class Turns extends Context.Service<
               ? yield* threadActors.enter(input.org, input.threadId)
               : undefined
           // Tool results answer the calls of the thread's last reply, every one of them, once.
-          if (actor !== undefined && own.some((m) => m.role === "tool")) {
-            const problem = toolResultProblem(actor.conversation(), own)
+          // A user message waits for them: a call left unanswered would break the thread for good.
+          if (actor !== undefined) {
+            const problem = own.some((m) => m.role === "tool")
+              ? toolResultProblem(actor.conversation(), own)
+              : unansweredCallsProblem(actor.conversation())
             if (problem !== undefined) return yield* new InvalidToolResult({ message: problem })
           }
           const started = (coalesce: CoalesceRole, turn: LeaderTurn): StartedTurn => ({
@@ -405,7 +419,7 @@ export class Turns extends Context.Service<
           const oneBody = streamsUpstream(input) ? "" : ":one-body"
           const keyAfter = (position: MessageId | null) =>
             input.conversation === undefined
-              ? `${coalesceKey(input.org, input.threadId, position, body, own[0]?.content)}${oneBody}`
+              ? `${coalesceKey(input.org, input.threadId, position, body, turnKey(input, own))}${oneBody}`
               : `${conversationKey(input.org, input.conversation, body)}${oneBody}`
           const position = actor === undefined ? null : yield* positionOf(actor, body, keyAfter)
           const bodyKey = keyAfter(position)

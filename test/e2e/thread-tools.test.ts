@@ -503,6 +503,13 @@ describe("bad thread sends", () => {
       "invalid_tool_result",
       /tool_results\[1\]\.tool_call_id: .* is answered twice/,
     )
+    // A user message before the results would leave the call unanswered for good.
+    expectError(
+      await c.post(path, { ...base, role: "user", content: "never mind" }),
+      400,
+      "invalid_tool_result",
+      new RegExp(`last reply called tools \\("${call}" \\(get_weather\\)\\): send their results first`),
+    )
     // Answered properly, the call is no longer pending: answering it again after a user turn is refused.
     expect((await c.post(path, { ...base, role: "tool", tool_call_id: call, content: "ok" })).status).toBe(
       200,
