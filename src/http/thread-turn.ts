@@ -62,7 +62,8 @@ export const threadTurnOf = (
     const messages: ReadonlyArray<ChatMessage> =
       payload.role === "user"
         ? [userMessage(payload)]
-        : (
+        : // Without tool_results, roleProblem saw a tool_call_id and a string content.
+          (
             payload.tool_results ?? [
               { tool_call_id: payload.tool_call_id!, content: payload.content as string },
             ]
