@@ -67,6 +67,14 @@ export const dataUrlOf = (url: string): { readonly mediaType: string; readonly d
   return match === null ? undefined : { mediaType: match[1]!.toLowerCase(), data: url.slice(match[0].length) }
 }
 
+/** The decoded size of a `data:` URL's payload (MAX_IMAGE_BYTES bounds it); undefined for any other URL. */
+export const inlineImageBytes = (url: string): number | undefined => {
+  const inline = dataUrlOf(url)
+  if (inline === undefined) return undefined
+  const padding = inline.data.endsWith("==") ? 2 : inline.data.endsWith("=") ? 1 : 0
+  return Math.floor((inline.data.length * 3) / 4) - padding
+}
+
 /** The media type an image URL names by its extension (Gemini's `fileData` wants one). */
 export const mediaTypeOfUrl = (url: string): string => {
   const extension = /\.([a-z0-9]+)(?:[?#]|$)/i.exec(url)?.[1]?.toLowerCase()

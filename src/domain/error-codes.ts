@@ -20,6 +20,8 @@ export const errorCodes = {
   thread_not_found: { status: 404, retryable: false, openAiType: "not_found_error" },
   request_not_found: { status: 404, openAiType: "not_found_error" },
   content_too_large: { status: 413, openAiType: "invalid_request_error" },
+  image_too_large: { status: 413, openAiType: "invalid_request_error" },
+  invalid_tool_result: { status: 400, openAiType: "invalid_request_error" },
   provider_not_configured: { status: 503, openAiType: "api_error" },
   store_unavailable: { status: 503, retryable: true, openAiType: "api_error" },
   generation_timeout: { status: 504, retryable: false, openAiType: "api_error" },

@@ -52,6 +52,29 @@ export class ContentTooLarge extends Schema.TaggedError<ContentTooLarge>()(
   readonly status = errorCodes.content_too_large.status
 }
 
+/** An inline image larger than `MAX_IMAGE_BYTES` (decoded). */
+export class ImageTooLarge extends Schema.TaggedError<ImageTooLarge>()(
+  "ImageTooLarge",
+  { message: Schema.String },
+  { httpApiStatus: errorCodes.image_too_large.status },
+) {
+  readonly code = "image_too_large"
+  readonly status = errorCodes.image_too_large.status
+}
+
+/**
+ * Tool results that do not answer the thread's last reply: an id it did not call, a call answered
+ * twice in one send, or a call left without a result (every provider wants each call answered).
+ */
+export class InvalidToolResult extends Schema.TaggedError<InvalidToolResult>()(
+  "InvalidToolResult",
+  { message: Schema.String },
+  { httpApiStatus: errorCodes.invalid_tool_result.status },
+) {
+  readonly code = "invalid_tool_result"
+  readonly status = errorCodes.invalid_tool_result.status
+}
+
 export class ProviderNotConfigured extends Schema.TaggedError<ProviderNotConfigured>()(
   "ProviderNotConfigured",
   { message: Schema.String },

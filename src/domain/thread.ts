@@ -1,7 +1,9 @@
 import { Schema } from "effect"
+import { ContentPartSchema, ToolCallOut } from "./content-schema.ts"
 import { MessageId, RequestId, ThreadId } from "./ids.ts"
 
-export const Role = Schema.Literals(["user", "assistant", "system"])
+/** `tool`: one tool call's result, answering a call of the assistant reply before it. */
+export const Role = Schema.Literals(["user", "assistant", "system", "tool"])
 export type Role = typeof Role.Type
 
 /**
@@ -44,6 +46,15 @@ export class Message extends Schema.Class<Message>("Message")({
   request_id: Schema.NullOr(RequestId),
   created_at: Schema.String,
   updated_at: Schema.String,
+  /** An assistant reply's tool calls, in order; absent when it made none. */
+  tool_calls: Schema.optional(Schema.Array(ToolCallOut)),
+  /** A `tool` message: the call it answers. */
+  tool_call_id: Schema.optional(Schema.String),
+  /**
+   * A user message sent as content parts (text and images, in order), as sent; absent for a plain
+   * text. `content` is then its text parts joined.
+   */
+  parts: Schema.optional(Schema.Array(ContentPartSchema)),
 }) {}
 
 export class ThreadWithMessages extends Schema.Class<ThreadWithMessages>("ThreadWithMessages")({

@@ -59,7 +59,12 @@ export const coalesceKey = (
   threadId: ThreadId | null,
   lastSettledId: MessageId | null,
   body: ChatRequest,
-) => digestKey(org, [threadId, lastSettledId, body.content, ...parametersOf(body)])
+  /**
+   * What the turn sends when it is more than `body.content`'s text (parts with images, tool results,
+   * tools): an Idempotency-Key reused with other parts or results is another body.
+   */
+  turn: unknown = body.content,
+) => digestKey(org, [threadId, lastSettledId, turn, ...parametersOf(body)])
 
 /** The key of a stateless completion: the whole conversation and the parameters. */
 export const conversationKey = (org: OrgId, conversation: ReadonlyArray<ChatMessage>, body: ChatRequest) =>

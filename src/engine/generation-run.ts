@@ -152,13 +152,13 @@ export const makeRun = (deps: RunDeps) => {
   return (spec: GenerationSpec, generation: LiveGeneration) => {
     // Joined once at the end (and per save of a stored reply): `+=` per token would keep a rope
     // of one node per token alive with the reply (it is retained for the coalescer's result TTL).
-    const reply = { parts: [] as Array<string>, lastDeltaId: null as number | null }
+    const toolCalls = new ToolCallAccumulator()
+    const reply = { parts: [] as Array<string>, lastDeltaId: null as number | null, toolCalls }
     let replyBytes = 0
     let ttftMs: number | null = null
     let queueWaitMs = 0
     let usage: Usage | null = null
     let finishReason: string | null = null
-    const toolCalls = new ToolCallAccumulator()
     /** The stored reply once its insert landed, and how its growth is told to the writer. */
     let stored: Message | undefined
     let grew: ((bytes: number) => void) | undefined
@@ -205,6 +205,7 @@ export const makeRun = (deps: RunDeps) => {
           // toward the same bound as its text.
           if (tooLarge(Buffer.byteLength(event.argumentsDelta))) break
           generation.emit("tool_call", toolCalls.add(event))
+          grew?.(Buffer.byteLength(event.argumentsDelta))
           break
         case "Finish":
           finishReason = event.reason
@@ -275,22 +276,18 @@ export const makeRun = (deps: RunDeps) => {
     const threadTurn = (turn: QueuedTurn) =>
       Effect.flatMap(deps.relay.takeThread(turn.threadId, spec.requestId), (shared) => {
         if (shared === null || shared === turn.lastSettledId()) return Effect.sync(() => turn.history())
-        return messages.loadThread(spec.org, turn.threadId).pipe(
+        // Its own messages first (so what later turns stored after them is left out), then the thread.
+        return Effect.exit(Deferred.await(turn.inserted)).pipe(
+          Effect.andThen(messages.loadThread(spec.org, turn.threadId, spec.requestId)),
           Effect.map((loaded) => {
-            if (Option.isSome(loaded)) {
-              const own = turn.history().at(-1)!
-              const all = loaded.value.history
-              let end = all.length
-              while (end > 0 && !(all[end - 1]!.role === "user" && all[end - 1]!.content === own.content))
-                end--
-              turn.resync({ history: end === 0 ? all : all.slice(0, end - 1), lastSettledId: shared })
-            }
+            if (Option.isSome(loaded)) turn.resync({ ...loaded.value, lastSettledId: shared })
             return turn.history()
           }),
           // The store did not answer: the actor's history, as without Redis.
           Effect.orElseSucceed(() => turn.history()),
         )
       })
+
     const turn = spec.turn
     const consume = (
       turn === undefined
@@ -339,6 +336,7 @@ export const makeRun = (deps: RunDeps) => {
           yield* Effect.logError("generation failed with a defect", exit.cause)
         }
         const content = reply.parts.join("")
+        const calls = toolCalls.result()
         const outcome: FinishTurn =
           Exit.isSuccess(exit) && error === undefined
             ? {
@@ -348,6 +346,7 @@ export const makeRun = (deps: RunDeps) => {
                 finishReason: finishReason ?? "stop",
                 errorCode: null,
                 lastEventId: reply.lastDeltaId,
+                toolCalls: calls,
               }
             : {
                 content,
@@ -357,6 +356,7 @@ export const makeRun = (deps: RunDeps) => {
                 finishReason: null,
                 errorCode: error?.code ?? null,
                 lastEventId: reply.lastDeltaId,
+                toolCalls: calls,
               }
         const message = yield* finish(stored, outcome)
         let result: GenerationOutcome
@@ -387,7 +387,7 @@ export const makeRun = (deps: RunDeps) => {
             retryable: true,
           })
         } else if (outcome.status === "complete") {
-          result = { _tag: "Completed", message, usage, toolCalls: toolCalls.result(), ...timings }
+          result = { _tag: "Completed", message, usage, toolCalls: calls, ...timings }
           yield* Effect.logDebug("reply complete", { ttft_ms: ttftMs, latency_ms: latencyMs })
           generation.end(result, "done", {
             message_id: message.message_id,
@@ -418,7 +418,8 @@ export const makeRun = (deps: RunDeps) => {
         // The thread's next turn goes on, with this one's reply in its history when it completed.
         turn?.settle({
           stored: stored !== undefined,
-          completeReply: result._tag === "Completed" ? result.message.content : null,
+          completeReply:
+            result._tag === "Completed" ? { content: result.message.content, toolCalls: calls } : null,
         })
         if (turn !== undefined) {
           const reply = result._tag === "Completed" && stored !== undefined ? result.message.message_id : null

@@ -1,5 +1,6 @@
 import { Clock, Context, Deferred, Effect, Exit, Layer } from "effect"
 import { AppConfig } from "../config.ts"
+import type { ToolCall } from "../domain/content.ts"
 import type { MessageId } from "../domain/ids.ts"
 import { MessagesRepo, type ReplyProgress as Progress } from "../store/messages-repo.ts"
 
@@ -13,6 +14,10 @@ export const earlySaveBytes = 16 * 1024
 export interface GrowingReply {
   readonly parts: ReadonlyArray<string>
   readonly lastDeltaId: number | null
+  /** Its tool calls so far (written whole whenever `version` moved). */
+  readonly toolCalls?:
+    | { readonly version: number; readonly result: () => ReadonlyArray<ToolCall> | undefined }
+    | undefined
 }
 
 interface Tracked {
@@ -20,6 +25,8 @@ interface Tracked {
   /** How many parts the store has, and the id they reach. */
   savedParts: number
   savedEventId: number | null
+  /** The version of the tool calls the store has. */
+  savedCallsVersion: number
   /** A write of it failed without telling whether it landed: the next one writes the whole text. */
   uncertain: boolean
   renewedAt: number
@@ -61,11 +68,13 @@ export class ReplyProgress extends Context.Service<
       const flush = Effect.gen(function* () {
         if (tracked.size === 0) return
         const now = clock.currentTimeMillisUnsafe()
-        const batch: Array<[Tracked, Progress, number]> = []
+        const batch: Array<[Tracked, Progress, number, number]> = []
         for (const [messageId, entry] of tracked) {
           const { parts, lastDeltaId } = entry.reply
           const grew = parts.length > entry.savedParts
-          if (!grew && now - entry.renewedAt < renewEveryMs) continue
+          const callsVersion = entry.reply.toolCalls?.version ?? 0
+          const callsMoved = callsVersion > entry.savedCallsVersion
+          if (!grew && !callsMoved && now - entry.renewedAt < renewEveryMs) continue
           const upTo = parts.length
           batch.push([
             entry,
@@ -76,8 +85,11 @@ export class ReplyProgress extends Context.Service<
               full: entry.uncertain,
               prevEventId: entry.savedEventId,
               eventId: grew ? lastDeltaId : null,
+              // Written whole (never appended), so a write whose fate is unknown needs no care.
+              toolCalls: callsMoved ? entry.reply.toolCalls?.result() : undefined,
             },
             upTo,
+            callsVersion,
           ])
         }
         if (batch.length === 0) return
@@ -91,8 +103,9 @@ export class ReplyProgress extends Context.Service<
         failing = Exit.isFailure(written)
         if (Exit.isSuccess(written)) {
           // A reply left out (finished or swept meanwhile) is not written again either.
-          for (const [entry, progress, upTo] of batch) {
+          for (const [entry, progress, upTo, callsVersion] of batch) {
             entry.savedParts = upTo
+            entry.savedCallsVersion = callsVersion
             entry.unsavedBytes = 0
             if (progress.eventId !== null) entry.savedEventId = progress.eventId
             entry.uncertain = false
@@ -141,6 +154,7 @@ export class ReplyProgress extends Context.Service<
             reply,
             savedParts: 0,
             savedEventId: null,
+            savedCallsVersion: 0,
             uncertain: false,
             // Just written with its lease by the insert.
             renewedAt: clock.currentTimeMillisUnsafe(),

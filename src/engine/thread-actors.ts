@@ -1,15 +1,21 @@
 import { Context, Deferred, Effect, Exit, Layer, Option } from "effect"
 import { AppConfig } from "../config.ts"
+import type { ToolCall } from "../domain/content.ts"
 import { StoreUnavailable, ThreadNotFound } from "../domain/errors.ts"
 import type { MessageId, OrgId, RequestId, ThreadId } from "../domain/ids.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { type InsertedTurn, type LoadedThread, MessagesRepo } from "../store/messages-repo.ts"
+import { conversationMessage } from "../store/rows.ts"
 import { clockDeadlines } from "./deadlines.ts"
+import { upstreamConversation } from "./tool-calls.ts"
 
-/** What a turn stores: its message, where it is asked, and the ids of its two messages. */
+/**
+ * What a turn stores: its messages (the user's, or tool results), where it is asked, and the ids of
+ * its first message and of its reply.
+ */
 export interface TurnToStore {
   readonly requestId: RequestId
-  readonly content: string
+  readonly messages: ReadonlyArray<ChatMessage>
   readonly provider: string
   readonly model: string
   readonly userMessageId: MessageId
@@ -30,8 +36,11 @@ export interface CompletedTurn {
 /** How a turn ended, as its thread keeps it: whether it was stored, and the reply when it completed. */
 export interface SettledTurn {
   readonly stored: boolean
-  /** The reply's text when it completed (only complete replies join the conversation). */
-  readonly completeReply: string | null
+  /** The reply when it completed, its tool calls with it (only complete replies join the conversation). */
+  readonly completeReply: {
+    readonly content: string
+    readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
+  } | null
 }
 
 export type InsertError = ThreadNotFound | StoreUnavailable
@@ -72,6 +81,8 @@ export interface ThreadActor {
   readonly lastSettledId: () => MessageId | null
   /** The last turn that completed, with a coalescing key (none after a failed or cancelled one). */
   readonly lastCompleted: () => CompletedTurn | undefined
+  /** The settled conversation, as stored (what a tool-result turn is checked against). */
+  readonly conversation: () => ReadonlyArray<ChatMessage>
   /** How many turns run or wait on the thread now (0: a new turn runs at once). */
   readonly turnsInFlight: () => number
   /** Takes the turn's place: after every turn queued before it. Synchronous: arrival order is call order. */
@@ -122,6 +133,10 @@ class Actor implements ThreadActor {
     return this.inFlight
   }
 
+  conversation() {
+    return this.history
+  }
+
   lastCompleted() {
     return this.completed
   }
@@ -146,7 +161,7 @@ class Actor implements ThreadActor {
     return {
       threadId: this.threadId,
       ready: before === undefined ? Effect.void : Deferred.await(before),
-      history: () => [...this.history, { role: "user", content: turn.content }],
+      history: () => upstreamConversation([...this.history, ...turn.messages]),
       inserted,
       onInserted: (f) => {
         if (insertExit !== undefined) f(insertExit)
@@ -161,10 +176,13 @@ class Actor implements ThreadActor {
         if (done) return
         done = true
         if (stored) {
-          // As the store has it: the question always, the reply only when it completed.
-          this.history.push({ role: "user", content: turn.content })
+          // As the store has it (and loads it again: store/rows.ts): the question (or the tool
+          // results) always, the reply, with its tool calls, only when it completed.
+          this.history.push(...turn.messages)
           if (completeReply !== null) {
-            this.history.push({ role: "assistant", content: completeReply })
+            this.history.push(
+              conversationMessage("assistant", completeReply.content, undefined, completeReply.toolCalls),
+            )
             this.settledId = turn.assistantMessageId
           }
         }

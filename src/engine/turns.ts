@@ -2,9 +2,11 @@ import { Context, Deferred, Effect, Exit, Layer, Option } from "effect"
 import { AppConfig } from "../config.ts"
 import type { ChatRequest, CoalesceRole } from "../domain/chat.ts"
 import { TurnResult } from "../domain/chat.ts"
+import { textOf } from "../domain/content.ts"
 import {
   ContentTooLarge,
   IdempotencyConflict,
+  InvalidToolResult,
   type KeyLimitError,
   type PacerQueueFull,
   type ProviderNotConfigured,
@@ -47,7 +49,7 @@ import { type KeyAdmission, KeyLimiter, noLimit } from "./key-limits.ts"
 import { Pacer } from "./pacer.ts"
 import { GenerationRelay, type RelayedTurn } from "./relay.ts"
 import { type InsertError, type ThreadActor, ThreadActors } from "./thread-actors.ts"
-import { bypassesCoalescing } from "./tool-calls.ts"
+import { bypassesCoalescing, toolResultProblem, unansweredCallsProblem } from "./tool-calls.ts"
 
 /** The refusals logged as `rejected` requests: nothing was stored or sent for them. */
 const rejections = new Set([
@@ -66,6 +68,21 @@ const gatewayFailures = new Set(["StoreUnavailable", "ThreadNotFound", "PacerQue
 const settledAs = (outcome: GenerationOutcome) =>
   outcome._tag === "Failed" && gatewayFailures.has(outcome.error._tag) ? "Cancelled" : outcome._tag
 
+/** A thread turn's own messages (see `TurnInput.messages`). */
+const ownMessages = (input: TurnInput): ReadonlyArray<ChatMessage> =>
+  input.messages ?? [{ role: "user", content: input.body.content }]
+
+/**
+ * What a thread turn's key holds besides its parameters: the text of a plain user message (as it
+ * always did), else its messages and options (parts, tool results, tools).
+ */
+const turnKey = (input: TurnInput, own: ReadonlyArray<ChatMessage>): unknown => {
+  const [first] = own
+  return own.length === 1 && first?.role === "user" && typeof first.content === "string" && !input.options
+    ? first.content
+    : [own, input.options ?? null]
+}
+
 /** A generation already feeds as many streams as it may. */
 export const tooManyListeners = (max: number) =>
   new TooManyListeners({
@@ -82,6 +99,11 @@ export interface TurnInput {
    */
   readonly conversation?: ReadonlyArray<ChatMessage> | undefined
   readonly body: ChatRequest
+  /**
+   * A thread turn's own messages, as they are stored and sent: the user's (text or parts), or the
+   * results of the tool calls of the thread's last reply. Absent: one user message of `body.content`.
+   */
+  readonly messages?: ReadonlyArray<ChatMessage> | undefined
   /** Tools, tool choice, output format: passed on to the provider as they are. */
   readonly options?: ProviderOptions | undefined
   /** Waiting for the whole reply, or streaming it (`STREAM_FANOUT_ENABLED=0` stops sharing streams). */
@@ -108,6 +130,7 @@ export type StartError =
   | StoreUnavailable
   | TooManyListeners
   | ThreadMoved
+  | InvalidToolResult
   | KeyLimitError
 
 export type TurnError = StartError | RequestCancelled | GenerationError
@@ -274,9 +297,10 @@ export class Turns extends Context.Service<
         const adapter = yield* providers.resolve(body.provider, body.model)
         const queuePosition = actor?.turnsInFlight() ?? 0
         const ticket = queuePosition === 0 ? yield* pacer.enqueue(adapter.name, input.org) : undefined
+        const own = ownMessages(input)
         const turn = actor?.enqueue({
           requestId,
-          content: body.content,
+          messages: own,
           provider: body.provider,
           model: body.model,
           userMessageId: newMessageId(),
@@ -309,7 +333,7 @@ export class Turns extends Context.Service<
             stream: streamsUpstream(input),
             ...input.options,
             // A thread turn's history is read from its actor when its turn comes.
-            messages: input.conversation ?? [{ role: "user", content: body.content }],
+            messages: input.conversation ?? own,
           },
         })
         return { inserted: turn?.inserted, queuePosition, generation }
@@ -385,15 +409,14 @@ export class Turns extends Context.Service<
               threadActors.forget(threadId)
               return messages.listByThread(input.org, threadId).pipe(
                 Effect.flatMap((stored) => {
-                  const of = (role: string) =>
-                    stored.find((m) => m.request_id === remote.leader && m.role === role)
-                  const userMessage = of("user")
-                  const assistantMessage = of("assistant")
-                  return userMessage === undefined || assistantMessage === undefined
+                  const turn = stored.filter((m) => m.request_id === remote.leader)
+                  const inputMessages = turn.filter((m) => m.role !== "assistant")
+                  const assistantMessage = turn.find((m) => m.role === "assistant")
+                  return inputMessages[0] === undefined || assistantMessage === undefined
                     ? Effect.fail(
                         new StoreUnavailable({ message: "the shared turn is not stored yet; try again" }),
                       )
-                    : Effect.succeed({ userMessage, assistantMessage })
+                    : Effect.succeed({ userMessage: inputMessages[0], inputMessages, assistantMessage })
                 }),
                 Effect.exit,
                 Effect.flatMap((exit) => Deferred.done(inserted, exit)),
@@ -412,16 +435,29 @@ export class Turns extends Context.Service<
             "gen_ai.provider.name": body.provider,
             "gen_ai.request.model": body.model,
           })
-          if (body.content.length > config.maxContentChars) {
-            return yield* new ContentTooLarge({
-              message: `content is ${body.content.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
-            })
+          const own = ownMessages(input)
+          for (const text of input.messages === undefined
+            ? [body.content]
+            : own.map((m) => textOf(m.content))) {
+            if (text.length > config.maxContentChars) {
+              return yield* new ContentTooLarge({
+                message: `content is ${text.length} characters; the limit is ${config.maxContentChars} (MAX_CONTENT_CHARS)`,
+              })
+            }
           }
           // A thread turn enters its thread's actor (loaded from the store the first time).
           const actor =
             input.conversation === undefined && input.threadId !== null
               ? yield* threadActors.enter(input.org, input.threadId)
               : undefined
+          // Tool results answer the calls of the thread's last reply, every one of them, once.
+          // A user message waits for them: a call left unanswered would break the thread for good.
+          if (actor !== undefined) {
+            const problem = own.some((m) => m.role === "tool")
+              ? toolResultProblem(actor.conversation(), own)
+              : unansweredCallsProblem(actor.conversation())
+            if (problem !== undefined) return yield* new InvalidToolResult({ message: problem })
+          }
           const started = (coalesce: CoalesceRole, turn: LeaderTurn): StartedTurn => ({
             requestId,
             input,
@@ -437,7 +473,7 @@ export class Turns extends Context.Service<
             coalescer.enabled &&
             input.coalesce !== false &&
             (input.mode === "wait" || coalescer.streamFanout) &&
-            !bypassesCoalescing(input.options, input.conversation)
+            !bypassesCoalescing(input.options, input.conversation ?? own)
           // With REDIS_URL a thread turn is shared with the other replicas (a reconnect or a cancel
           // works on any of them), and so is a completion another replica's identical one may join.
           const adapterName = relay.enabled ? (yield* providers.resolve(body.provider, body.model)).name : ""
@@ -465,7 +501,7 @@ export class Turns extends Context.Service<
           const oneBody = streamsUpstream(input) ? "" : ":one-body"
           const keyAfter = (position: MessageId | null) =>
             input.conversation === undefined
-              ? `${coalesceKey(input.org, input.threadId, position, body)}${oneBody}`
+              ? `${coalesceKey(input.org, input.threadId, position, body, turnKey(input, own))}${oneBody}`
               : `${conversationKey(input.org, input.conversation, body)}${oneBody}`
           const position = actor === undefined ? null : yield* positionOf(actor, body, keyAfter)
           const bodyKey = keyAfter(position)
@@ -601,6 +637,9 @@ export class Turns extends Context.Service<
             {
               request_id: turn.requestId,
               user_message: inserted.userMessage,
+              ...(inserted.inputMessages.some((m) => m.role === "tool")
+                ? { tool_messages: inserted.inputMessages }
+                : {}),
               assistant_message: outcome.message,
               coalesce: turn.coalesce,
               metrics: {

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
-import { ChatRequest, TurnResult } from "../domain/chat.ts"
+import { ThreadTurnRequest, TurnResult } from "../domain/chat.ts"
 import { IdempotencyKey, RequestId, ThreadId } from "../domain/ids.ts"
 import { storableText } from "../domain/text.ts"
 import { Thread, ThreadWithMessages } from "../domain/thread.ts"
@@ -80,14 +80,14 @@ export class ThreadsApi extends HttpApiGroup.make("threads")
     HttpApiEndpoint.post("sendMessage", "/threads/:thread_id/messages", {
       params: threadParams,
       headers: turnHeaders,
-      payload: ChatRequest,
+      payload: ThreadTurnRequest,
       success: [TurnResult, EventStream],
       error: turnErrors,
     }),
     HttpApiEndpoint.post("streamMessage", "/threads/:thread_id/messages/stream", {
       params: threadParams,
       headers: turnHeaders,
-      payload: ChatRequest,
+      payload: ThreadTurnRequest,
       success: EventStream,
       error: turnErrors,
     }),

@@ -3,8 +3,8 @@ import { HttpServerRequest, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { SqlClient } from "effect/sql"
 import { AppConfig } from "../config.ts"
-import type { ChatRequest } from "../domain/chat.ts"
-import { ThreadNotFound } from "../domain/errors.ts"
+import type { ThreadTurnRequest } from "../domain/chat.ts"
+import { ImageTooLarge, ThreadNotFound } from "../domain/errors.ts"
 import type { ThreadId } from "../domain/ids.ts"
 import type { Caller } from "../domain/keys.ts"
 import { ThreadWithMessages } from "../domain/thread.ts"
@@ -28,6 +28,7 @@ import {
   storedReplyStream,
   turnStream,
 } from "./stream.ts"
+import { threadTurnOf } from "./thread-turn.ts"
 
 export const ThreadsHandlers = HttpApiBuilder.group(
   Api,
@@ -36,7 +37,7 @@ export const ThreadsHandlers = HttpApiBuilder.group(
     const threads = yield* ThreadsRepo
     const messages = yield* MessagesRepo
     const turns = yield* Turns
-    const { maxTitleChars, stalledWriteTimeoutMs } = yield* AppConfig
+    const { maxTitleChars, stalledWriteTimeoutMs, maxImageBytes } = yield* AppConfig
 
     /** Starts a streamed turn and answers with its reply stream (or the error of its start). */
     const startStream = (input: TurnInput, headers: Readonly<Record<string, string | undefined>>) =>
@@ -80,12 +81,13 @@ export const ThreadsHandlers = HttpApiBuilder.group(
         const caller = yield* CurrentCaller
         const request = yield* HttpServerRequest.HttpServerRequest
         const stream = wantsEventStream(request.headers.accept)
-        const input = turnInput(
+        const input = yield* turnInput(
           request.headers,
           caller,
           params.thread_id,
           payload,
           stream ? "stream" : "wait",
+          maxImageBytes,
         )
         if (stream) return yield* startStream(input, request.headers)
         return yield* turns.send(input).pipe(withRetryAfter, Effect.mapError(toApiError))
@@ -93,7 +95,14 @@ export const ThreadsHandlers = HttpApiBuilder.group(
       streamMessage: Effect.fn("http.streamMessage")(function* ({ params, payload }) {
         const caller = yield* CurrentCaller
         const request = yield* HttpServerRequest.HttpServerRequest
-        const input = turnInput(request.headers, caller, params.thread_id, payload, "stream")
+        const input = yield* turnInput(
+          request.headers,
+          caller,
+          params.thread_id,
+          payload,
+          "stream",
+          maxImageBytes,
+        )
         return yield* startStream(input, request.headers)
       }),
       reattach: Effect.fn("http.reattach")(function* ({ params }) {
@@ -136,24 +145,34 @@ export const ThreadsHandlers = HttpApiBuilder.group(
 )
 
 /**
- * A turn as the headers shape it: `Idempotency-Key` (same key and body → the same turn) and
- * `x-dac-coalesce: off` (never share an upstream call with identical requests).
+ * A turn as its body (thread-turn.ts: its messages, tools) and headers shape it: `Idempotency-Key`
+ * (same key and body → the same turn) and `x-dac-coalesce: off` (never share an upstream call with
+ * identical requests).
  */
 const turnInput = (
   headers: Readonly<Record<string, string | undefined>>,
   caller: Caller,
   threadId: ThreadId,
-  body: ChatRequest,
+  payload: ThreadTurnRequest,
   mode: TurnInput["mode"],
-): TurnInput => ({
-  org: caller.org,
-  caller,
-  threadId,
-  body,
-  mode,
-  idempotencyKey: headers["idempotency-key"] || undefined,
-  coalesce: headers["x-dac-coalesce"]?.toLowerCase() !== "off",
-})
+  maxImageBytes: number,
+) =>
+  threadTurnOf(payload, maxImageBytes).pipe(
+    Effect.map(
+      ({ body, messages, options }): TurnInput => ({
+        org: caller.org,
+        caller,
+        threadId,
+        body,
+        messages,
+        options,
+        mode,
+        idempotencyKey: headers["idempotency-key"] || undefined,
+        coalesce: headers["x-dac-coalesce"]?.toLowerCase() !== "off",
+      }),
+    ),
+    Effect.mapError((error) => (error instanceof ImageTooLarge ? toApiError(error) : error)),
+  )
 
 /** The refusals that carry a `retry-after`: the pacer's full queue and the key limits. */
 const retryAfterTags = new Set([

@@ -1,7 +1,15 @@
 import { Schema } from "effect"
 import { StopSequence, StopSequences } from "../domain/chat.ts"
-import type { Content, ResponseFormat, ToolChoice, ToolDefinition } from "../domain/content.ts"
-import { modelNameChecks, storableText } from "../domain/text.ts"
+import type { ResponseFormat, ToolChoice, ToolDefinition } from "../domain/content.ts"
+import {
+  ContentPartSchema,
+  contentOf,
+  JsonObject,
+  Text,
+  ToolChoiceSchema,
+  ToolSchema,
+} from "../domain/content-schema.ts"
+import { modelNameChecks } from "../domain/text.ts"
 import type { ChatMessage, ProviderOptions } from "../providers/provider.ts"
 
 /**
@@ -9,23 +17,6 @@ import type { ChatMessage, ProviderOptions } from "../providers/provider.ts"
  * DAC's provider vocabulary (domain/content.ts). Fields that would change the answer and are not
  * here are refused by `unsupportedParameter` (openai-parameters.ts) unless they hold their default.
  */
-
-const Text = Schema.String.check(storableText)
-
-const TextPart = Schema.Struct({ type: Schema.Literal("text"), text: Text })
-const ImagePart = Schema.Struct({
-  type: Schema.Literal("image_url"),
-  image_url: Schema.Struct({
-    url: Schema.String.check(
-      Schema.makeFilter((url) =>
-        /^(https?:\/\/|data:[^,]*;base64,)/i.test(url)
-          ? undefined
-          : "an image url must be https://… or data:<type>;base64,…",
-      ),
-    ),
-    detail: Schema.optional(Schema.Literals(["auto", "low", "high"])),
-  }),
-})
 
 const ToolCallSchema = Schema.Struct({
   id: Schema.String.check(Schema.isNonEmpty({ message: "a tool call id must not be empty" })),
@@ -41,9 +32,7 @@ const ToolCallSchema = Schema.Struct({
  */
 const OpenAiMessage = Schema.Struct({
   role: Schema.Literals(["system", "developer", "user", "assistant", "tool"]),
-  content: Schema.optional(
-    Schema.NullOr(Schema.Union([Text, Schema.Array(Schema.Union([TextPart, ImagePart]))])),
-  ),
+  content: Schema.optional(Schema.NullOr(Schema.Union([Text, Schema.Array(ContentPartSchema)]))),
   name: Schema.optional(Schema.String),
   tool_calls: Schema.optional(Schema.NullOr(Schema.Array(ToolCallSchema))),
   tool_call_id: Schema.optional(Schema.String),
@@ -55,27 +44,6 @@ type OpenAiMessage = typeof OpenAiMessage.Type
  * (openai-choices.ts), so a request asks for at most this many.
  */
 export const maxChoices = 8
-
-const JsonObject = Schema.Record(Schema.String, Schema.Unknown)
-
-const Tool = Schema.Struct({
-  type: Schema.Literal("function"),
-  function: Schema.Struct({
-    name: Schema.String.check(
-      Schema.isPattern(/^[a-zA-Z0-9_-]{1,64}$/, {
-        message: "a function name must be 1-64 letters, digits, _ or -",
-      }),
-    ),
-    description: Schema.optional(Schema.String),
-    parameters: Schema.optional(JsonObject),
-    strict: Schema.optional(Schema.NullOr(Schema.Boolean)),
-  }),
-})
-
-const ToolChoiceSchema = Schema.Union([
-  Schema.Literals(["auto", "none", "required"]),
-  Schema.Struct({ type: Schema.Literal("function"), function: Schema.Struct({ name: Schema.String }) }),
-])
 
 const ResponseFormatSchema = Schema.Union([
   Schema.Struct({ type: Schema.Literal("text") }),
@@ -118,7 +86,7 @@ export const CompletionRequest = Schema.Struct({
       ),
     ),
   ),
-  tools: Schema.optional(Schema.NullOr(Schema.Array(Tool))),
+  tools: Schema.optional(Schema.NullOr(Schema.Array(ToolSchema))),
   tool_choice: Schema.optional(Schema.NullOr(ToolChoiceSchema)),
   parallel_tool_calls: Schema.optional(Schema.NullOr(Schema.Boolean)),
   response_format: Schema.optional(Schema.NullOr(ResponseFormatSchema)),
@@ -156,21 +124,6 @@ export const messageProblem = (
   }
   return undefined
 }
-
-const contentOf = (content: OpenAiMessage["content"]): Content =>
-  content == null
-    ? ""
-    : typeof content === "string"
-      ? content
-      : content.map((part) =>
-          part.type === "text"
-            ? part
-            : {
-                type: "image_url" as const,
-                url: part.image_url.url,
-                ...(part.image_url.detail === undefined ? {} : { detail: part.image_url.detail }),
-              },
-        )
 
 /**
  * Gemini signs its function calls (`thoughtSignature`) and wants each signature back with the call
@@ -223,8 +176,16 @@ export const chatMessageOf = (message: OpenAiMessage): ChatMessage => {
   }
 }
 
+/** The fields `optionsOf` reads: a completion's, or a thread turn's (which has no format). */
+export interface OptionFields {
+  readonly tools?: CompletionRequest["tools"]
+  readonly tool_choice?: CompletionRequest["tool_choice"]
+  readonly parallel_tool_calls?: CompletionRequest["parallel_tool_calls"]
+  readonly response_format?: CompletionRequest["response_format"]
+}
+
 /** Tools, tool choice and output format; undefined when the request asks none of them (`n` is served by openai-choices.ts). */
-export const optionsOf = (body: CompletionRequest): ProviderOptions | undefined => {
+export const optionsOf = (body: OptionFields): ProviderOptions | undefined => {
   const tools: ReadonlyArray<ToolDefinition> | undefined = body.tools?.map(({ function: f }) => ({
     name: f.name,
     ...(f.description === undefined ? {} : { description: f.description }),

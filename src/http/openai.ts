@@ -3,7 +3,7 @@ import { Effect, Exit, Layer, Schema, SchemaIssue } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { AppConfig, isProviderName, type ModelTarget } from "../config.ts"
 import type { ChatRequest } from "../domain/chat.ts"
-import { dataUrlOf, textOf } from "../domain/content.ts"
+import { inlineImageBytes, textOf } from "../domain/content.ts"
 import { IdempotencyKey, OrgId } from "../domain/ids.ts"
 import type { Caller } from "../domain/keys.ts"
 import { ApiKeys } from "../engine/api-keys.ts"
@@ -283,11 +283,8 @@ const imageTooLarge = (conversation: ReadonlyArray<ChatMessage>, maxImageBytes: 
     if (typeof message.content === "string") continue
     for (const [at, part] of message.content.entries()) {
       if (part.type !== "image_url") continue
-      const inline = dataUrlOf(part.url)
-      if (inline === undefined) continue
-      const padding = inline.data.endsWith("==") ? 2 : inline.data.endsWith("=") ? 1 : 0
-      const bytes = Math.floor((inline.data.length * 3) / 4) - padding
-      if (bytes > maxImageBytes) {
+      const bytes = inlineImageBytes(part.url)
+      if (bytes !== undefined && bytes > maxImageBytes) {
         const param = `messages[${index}].content[${at}].image_url`
         return openAiError(
           413,

@@ -1,21 +1,33 @@
 import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
+import { type ToolCall, textOf } from "../domain/content.ts"
 import { type StoreUnavailable, ThreadNotFound } from "../domain/errors.ts"
-import type { MessageId, OrgId, RequestId, ThreadId } from "../domain/ids.ts"
+import { type MessageId, newMessageId, type OrgId, type RequestId, type ThreadId } from "../domain/ids.ts"
 import { Message, type MessageStatus, type Usage } from "../domain/thread.ts"
 import type { ChatMessage } from "../providers/provider.ts"
 import { tracedFn } from "../telemetry/spans.ts"
-import { type MessageRow, messageFromRow, toIso } from "./rows.ts"
+import {
+  chatMessageOfRow,
+  type MessageRow,
+  messageFromRow,
+  type StructureRow,
+  structureOf,
+  toIso,
+  toJsonb,
+} from "./rows.ts"
 import { orStoreUnavailable } from "./store-errors.ts"
 
-/** A turn to store: the user's message and the assistant's `pending` reply, with ids made by the caller. */
+/**
+ * A turn to store: its own messages (the user's, or the results of tool calls) and the assistant's
+ * `pending` reply; the ids of the first message and of the reply are made by the caller.
+ */
 export interface InsertTurn {
   readonly org: OrgId
   readonly threadId: ThreadId
   readonly requestId: RequestId
   readonly userMessageId: MessageId
   readonly assistantMessageId: MessageId
-  readonly content: string
+  readonly messages: ReadonlyArray<ChatMessage>
   readonly provider: string
   readonly model: string
   /** The process that runs the reply, and how long its lease holds before it is renewed. */
@@ -24,14 +36,20 @@ export interface InsertTurn {
 }
 
 export interface InsertedTurn {
+  /** The turn's first message (the user's, or the first tool result). */
   readonly userMessage: Message
+  /** Every message of the turn, in order (one for a user message). */
+  readonly inputMessages: ReadonlyArray<Message>
   /** The assistant's message, `pending` until the turn ends. */
   readonly assistantMessage: Message
 }
 
 /** A thread as a thread actor starts from: what the next turn sends upstream, and where it stands. */
 export interface LoadedThread {
-  /** Every settled message that goes upstream, in order: user messages and complete replies. */
+  /**
+   * Every settled message that goes upstream, in order: user messages, tool results and complete
+   * replies (with their tool calls).
+   */
   readonly history: ReadonlyArray<ChatMessage>
   /**
    * The thread's last complete reply (null before the first): what a new turn follows. A failed or
@@ -51,6 +69,8 @@ export interface ReplyProgress {
   readonly full: boolean
   readonly prevEventId: number | null
   readonly eventId: number | null
+  /** The reply's tool calls so far, when they changed since the last write (written whole). */
+  readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
 }
 
 export interface FinishTurn {
@@ -61,6 +81,8 @@ export interface FinishTurn {
   readonly errorCode: string | null
   /** The reply stream's id of the last delta in `content` (null when there was none). */
   readonly lastEventId?: number | null | undefined
+  /** The tool calls the reply made (so far, when it did not complete); none: undefined. */
+  readonly toolCalls?: ReadonlyArray<ToolCall> | undefined
 }
 
 export interface SweepOptions {
@@ -85,12 +107,13 @@ export const withOutcome = (message: Message, outcome: FinishTurn, updatedAt: st
       finish_reason: outcome.finishReason,
       error_code: outcome.errorCode,
       updated_at: updatedAt,
+      ...structureOf({ tool_calls: outcome.toolCalls ?? null, tool_call_id: null, parts: null }),
     },
     { disableChecks: true },
   )
 
 const messageColumns = `id, thread_id, role, content, status, provider, model, usage, finish_reason, error_code,
-  request_id, created_at, updated_at`
+  request_id, created_at, updated_at, tool_calls, tool_call_id, parts`
 
 /** Messages of threads. The turn path costs two statements: one to start a turn, one to finish it. */
 /**
@@ -101,9 +124,11 @@ export class MessagesRepo extends Context.Service<
   MessagesRepo,
   {
     /** The thread of `org` with what a thread actor needs; none when it does not exist (or is another org's). */
+    /** `before`: only what came before that request's turn (what the turn is asked after). */
     readonly loadThread: (
       org: OrgId,
       threadId: ThreadId,
+      before?: RequestId,
     ) => Effect.Effect<Option.Option<LoadedThread>, StoreUnavailable>
     readonly insertTurn: (turn: InsertTurn) => Effect.Effect<InsertedTurn, ThreadNotFound | StoreUnavailable>
     /**
@@ -143,15 +168,18 @@ export class MessagesRepo extends Context.Service<
       const sql = yield* SqlClient.SqlClient
 
       const loadThread = tracedFn("MessagesRepo.loadThread")(
-        Effect.fnUntraced(function* (org: OrgId, threadId: ThreadId) {
+        Effect.fnUntraced(function* (org: OrgId, threadId: ThreadId, before?: RequestId) {
           // One round trip: the thread's existence for this org, and its messages in order.
-          const rows = yield* sql<{
-            id: string | null
-            role: string | null
-            content: string | null
-            status: string | null
-          }>`
-          SELECT m.id, m.role, m.content, m.status
+          const rows = yield* sql<
+            {
+              id: string | null
+              role: string | null
+              content: string | null
+              status: string | null
+              request_id: string | null
+            } & StructureRow
+          >`
+          SELECT m.id, m.role, m.content, m.status, m.request_id, m.tool_calls, m.tool_call_id, m.parts
           FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
           WHERE t.id = ${threadId} AND t.org_id = ${org}
           ORDER BY m.seq`
@@ -160,28 +188,47 @@ export class MessagesRepo extends Context.Service<
           let lastSettledId: MessageId | null = null
           for (const row of rows) {
             if (row.id === null) continue
+            // The thread up to a turn: what it is asked after.
+            if (before !== undefined && row.request_id === before) break
             // A failed or cancelled reply is not part of the conversation; the question before it is.
             if (row.status !== "complete") continue
-            history.push({ role: row.role as ChatMessage["role"], content: row.content ?? "" })
+            history.push(chatMessageOfRow({ ...row, role: row.role ?? "user", content: row.content ?? "" }))
             if (row.role === "assistant") lastSettledId = row.id as MessageId
           }
           return Option.some<LoadedThread>({ history, lastSettledId })
         }, orStoreUnavailable("MessagesRepo.loadThread")),
       )
 
-      // One statement: both messages, only when the thread is the org's (none inserted otherwise).
+      // One statement: the turn's messages and its pending reply, only when the thread is the org's
+      // (none inserted otherwise).
       const insertTurn = tracedFn("MessagesRepo.insertTurn")(
         Effect.fnUntraced(function* (turn: InsertTurn) {
+          const own = turn.messages.map((message, at) => ({
+            id: at === 0 ? turn.userMessageId : newMessageId(),
+            role: message.role,
+            content: textOf(message.content),
+            parts: typeof message.content === "string" ? null : message.content,
+            toolCallId: message.toolCallId ?? null,
+          }))
+          const values = sql.join(
+            ", ",
+            false,
+          )([
+            ...own.map(
+              (m, at) =>
+                sql`(${m.id}::uuid, ${m.role}::text, ${m.content}::text, ${toJsonb(m.parts)}::jsonb,
+                     ${m.toolCallId}::text, 'complete', ${at}::integer, NULL::text, NULL::timestamptz)`,
+            ),
+            sql`(${turn.assistantMessageId}::uuid, 'assistant', '', NULL::jsonb, NULL::text, 'pending',
+                 ${own.length}::integer, ${turn.owner}::text, now() + ${turn.leaseMs} * interval '1 millisecond')`,
+          ])
           const rows = yield* sql<{ id: string; created_at: Date | string }>`
-          INSERT INTO messages (id, thread_id, org_id, role, content, status, provider, model, request_id,
-                                owner, lease_until)
-          SELECT v.id, t.id, ${turn.org}, v.role, v.content, v.status, ${turn.provider}, ${turn.model},
-                 ${turn.requestId}::uuid, v.owner, v.lease_until
-          FROM threads t, (VALUES
-            (${turn.userMessageId}::uuid, 'user', ${turn.content}, 'complete', 1, NULL::text, NULL::timestamptz),
-            (${turn.assistantMessageId}::uuid, 'assistant', '', 'pending', 2, ${turn.owner}::text,
-             now() + ${turn.leaseMs} * interval '1 millisecond')
-          ) AS v (id, role, content, status, ord, owner, lease_until)
+          INSERT INTO messages (id, thread_id, org_id, role, content, parts, tool_call_id, status, provider,
+                                model, request_id, owner, lease_until)
+          SELECT v.id, t.id, ${turn.org}, v.role, v.content, v.parts, v.tool_call_id, v.status, ${turn.provider},
+                 ${turn.model}, ${turn.requestId}::uuid, v.owner, v.lease_until
+          FROM threads t, (VALUES ${values}) AS v (id, role, content, parts, tool_call_id, status, ord, owner,
+                                                   lease_until)
           WHERE t.id = ${turn.threadId} AND t.org_id = ${turn.org}
           ORDER BY v.ord
           RETURNING id, created_at`
@@ -189,7 +236,13 @@ export class MessagesRepo extends Context.Service<
             return yield* new ThreadNotFound({ message: `thread ${turn.threadId} not found` })
           }
           const createdAt = toIso(rows[0]!.created_at)
-          const make = (id: MessageId, role: "user" | "assistant", content: string, status: MessageStatus) =>
+          const make = (
+            id: MessageId,
+            role: Message["role"],
+            content: string,
+            status: MessageStatus,
+            structure: StructureRow,
+          ) =>
             new Message(
               {
                 message_id: id,
@@ -205,12 +258,25 @@ export class MessagesRepo extends Context.Service<
                 request_id: turn.requestId,
                 created_at: createdAt,
                 updated_at: createdAt,
+                ...structureOf(structure),
               },
               { disableChecks: true },
             )
+          const inputMessages = own.map((m) =>
+            make(m.id, m.role, m.content, "complete", {
+              tool_calls: null,
+              tool_call_id: m.toolCallId,
+              parts: m.parts,
+            }),
+          )
           return {
-            userMessage: make(turn.userMessageId, "user", turn.content, "complete"),
-            assistantMessage: make(turn.assistantMessageId, "assistant", "", "pending"),
+            userMessage: inputMessages[0]!,
+            inputMessages,
+            assistantMessage: make(turn.assistantMessageId, "assistant", "", "pending", {
+              tool_calls: null,
+              tool_call_id: null,
+              parts: null,
+            }),
           }
         }, orStoreUnavailable("MessagesRepo.insertTurn")),
       )
@@ -227,16 +293,18 @@ export class MessagesRepo extends Context.Service<
         )(
           progress.map(
             (p) =>
-              sql`(${p.messageId}::uuid, ${p.text}::text, ${p.full}::boolean, ${p.prevEventId}::integer, ${p.eventId}::integer)`,
+              sql`(${p.messageId}::uuid, ${p.text}::text, ${p.full}::boolean, ${p.prevEventId}::integer, ${p.eventId}::integer,
+                   ${toJsonb(p.toolCalls)}::jsonb)`,
           ),
         )
         const rows = yield* sql<{ id: string }>`
           UPDATE messages AS m SET
             content = CASE WHEN v.whole THEN v.text ELSE m.content || v.text END,
             last_event_id = COALESCE(v.event_id, m.last_event_id),
-            status = CASE WHEN v.event_id IS NULL THEN m.status ELSE 'streaming' END,
+            status = CASE WHEN v.event_id IS NULL AND v.tool_calls IS NULL THEN m.status ELSE 'streaming' END,
+            tool_calls = COALESCE(v.tool_calls, m.tool_calls),
             lease_until = now() + ${leaseMs} * interval '1 millisecond'
-          FROM (VALUES ${values}) AS v (id, text, whole, prev_event_id, event_id)
+          FROM (VALUES ${values}) AS v (id, text, whole, prev_event_id, event_id, tool_calls)
           WHERE m.id = v.id AND m.owner = ${owner} AND m.status IN ('pending', 'streaming')
             AND (v.whole OR m.last_event_id IS NOT DISTINCT FROM v.prev_event_id)
           RETURNING m.id`
@@ -245,11 +313,12 @@ export class MessagesRepo extends Context.Service<
 
       const finishTurn = tracedFn("MessagesRepo.finishTurn")(
         Effect.fnUntraced(function* (message: Message, outcome: FinishTurn, owner?: string) {
-          const usage = outcome.usage === null ? null : JSON.stringify(outcome.usage)
+          const usage = toJsonb(outcome.usage)
           const rows = yield* sql<{ updated_at: Date | string }>`
           UPDATE messages
           SET content = ${outcome.content}, status = ${outcome.status}, usage = ${usage}::jsonb,
               finish_reason = ${outcome.finishReason}, error_code = ${outcome.errorCode},
+              tool_calls = ${toJsonb(outcome.toolCalls)}::jsonb,
               last_event_id = ${outcome.lastEventId ?? null}::integer, lease_until = NULL, updated_at = now()
           WHERE id = ${message.message_id} AND (${owner ?? null}::text IS NULL OR owner = ${owner ?? null})
           RETURNING updated_at`

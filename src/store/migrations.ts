@@ -88,4 +88,13 @@ export const migrations = {
     yield* sql`ALTER TABLE messages ADD COLUMN owner text`
     yield* sql`ALTER TABLE messages ADD COLUMN lease_until timestamptz`
   }),
+  // Messages with structure: an assistant reply's tool calls (DAC's own shape, with what a provider
+  // needs back such as Gemini's `thoughtSignature`), the call a `tool` message answers, and a user
+  // message's content parts (text and images) when it was sent as parts. `content` keeps the text.
+  "0006_structured_messages": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE messages ADD COLUMN tool_calls jsonb`
+    yield* sql`ALTER TABLE messages ADD COLUMN tool_call_id text`
+    yield* sql`ALTER TABLE messages ADD COLUMN parts jsonb`
+  }),
 }

@@ -57,7 +57,7 @@ describe("the embedded store", () => {
           requestId: newRequestId(),
           userMessageId: newMessageId(),
           assistantMessageId: newMessageId(),
-          content: "hello",
+          messages: [{ role: "user", content: "hello" }],
           provider: "mock",
           model: "faststream-ttft",
           owner: "embedded-test",

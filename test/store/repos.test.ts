@@ -28,7 +28,7 @@ const startTurn = (org: OrgId, threadId: ThreadId, content: string, leaseMs = 60
       requestId: newRequestId(),
       userMessageId: newMessageId(),
       assistantMessageId: newMessageId(),
-      content,
+      messages: [{ role: "user", content }],
       provider: "mock",
       model: "faststream-ttft",
       owner: by,

@@ -18,7 +18,7 @@ export const queueTurn = (org: OrgId, threadId: ThreadId, content: string, model
     const requestId = newRequestId()
     const turn = actor.enqueue({
       requestId,
-      content,
+      messages: [{ role: "user", content }],
       provider: "mock",
       model,
       userMessageId: newMessageId(),
