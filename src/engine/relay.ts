@@ -26,6 +26,18 @@ export interface RelayedTurn {
   readonly bodyKey: string
 }
 
+/** What a replica's relay shares now (`/ready`'s `shared.generations`). */
+export interface RelayStatus {
+  /** Generations this replica runs that other replicas can find (running, or ended within 60 s). */
+  readonly published: number
+  /** Of those, the ones another replica follows (their frames go to Redis). */
+  readonly mirrored: number
+  /** Copies here of generations other replicas run. */
+  readonly copies: number
+  /** Threads a turn of this replica holds. */
+  readonly threadsHeld: number
+}
+
 /** How a claimed key's generation ended: its claim is kept for the TTL that fits (Cancelled: none). */
 export type ClaimEnd = "Completed" | "Failed" | "Cancelled"
 
@@ -87,6 +99,8 @@ export class GenerationRelay extends Context.Service<
     readonly takeThread: (threadId: ThreadId, requestId: RequestId) => Effect.Effect<MessageId | null>
     /** The turn settled: the thread is free for the next turn anywhere (`lastReply`: its reply, if complete). */
     readonly leaveThread: (threadId: ThreadId, requestId: RequestId, lastReply: MessageId | null) => void
+    /** What it shares now (for `/ready`). */
+    readonly status: () => RelayStatus
   }
 >()("dac/engine/GenerationRelay") {
   /** No REDIS_URL: nothing is shared. */
@@ -106,6 +120,7 @@ export class GenerationRelay extends Context.Service<
       onCancel: () => {},
       takeThread: () => Effect.succeed(null),
       leaveThread: () => {},
+      status: () => ({ published: 0, mirrored: 0, copies: 0, threadsHeld: 0 }),
     }),
   )
 
@@ -675,5 +690,11 @@ function* makeRelay() {
     },
     takeThread,
     leaveThread,
+    status: () => ({
+      published: published.size,
+      mirrored: [...published.values()].filter((own) => own.mirrored).length,
+      copies: copies.size,
+      threadsHeld: heldThreads.size,
+    }),
   })
 }

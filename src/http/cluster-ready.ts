@@ -1,5 +1,6 @@
 import { Effect, Option } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { GenerationRelay } from "../engine/relay.ts"
 import { SharedPacer } from "../engine/shared-pacer.ts"
 import { SharedRedis } from "../store/redis.ts"
 import { hasOpsAccess } from "./ops-guard.ts"
@@ -8,6 +9,7 @@ import { hasOpsAccess } from "./ops-guard.ts"
 export const clusterReadiness = Effect.gen(function* () {
   const redis = yield* Effect.serviceOption(SharedRedis)
   const pacer = yield* Effect.serviceOption(SharedPacer)
+  const relay = yield* Effect.serviceOption(GenerationRelay)
   if (Option.isNone(redis) || Option.isNone(pacer)) return undefined
   const status = redis.value.status()
   const shared = yield* pacer.value.status
@@ -20,6 +22,7 @@ export const clusterReadiness = Effect.gen(function* () {
       limits: status.state === "up" ? ("shared" as const) : ("fallback" as const),
       pacer: shared.providers,
       cost: shared.cost,
+      generations: Option.isSome(relay) ? relay.value.status() : undefined,
     },
   }
 })

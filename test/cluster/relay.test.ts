@@ -211,6 +211,10 @@ describe.skipIf(skip !== undefined)("three replicas share their generations (Red
     expect(textOf(first) + textOf(rest)).toBe(mockReplyText(tokens))
     const { reply } = await storedReply(b, threadId)
     expect(reply!.content).toBe(mockReplyText(tokens))
+    // A, which ran it, shows it among its shared generations, followed from B (so mirrored).
+    const ready = (await (await fetch(`${a.url}/ready`)).json()) as Json
+    expect(ready.shared.generations.published).toBeGreaterThanOrEqual(1)
+    expect(ready.shared.generations.mirrored).toBeGreaterThanOrEqual(1)
   }, 30_000)
 
   it("a stream resumed on B is stopped by a cancel sent to C, and the upstream call with it", async () => {

@@ -1,7 +1,6 @@
 import OpenAI from "openai"
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
-import { type RunningGateway, startGateway } from "../support/gateway.ts"
+import { describe, expect, it } from "vitest"
+import { sdkGateway } from "../support/sdk-gateway.ts"
 import { bodyText, loadTranscript, withBody } from "../support/wire.ts"
 
 /**
@@ -12,20 +11,7 @@ import { bodyText, loadTranscript, withBody } from "../support/wire.ts"
 
 const maxBytes = 8_000
 
-let upstream: FakeUpstream
-let gateway: RunningGateway
-let client: OpenAI
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream()
-  gateway = await startGateway({ ...upstream.env(), GENERATION_MAX_BYTES: String(maxBytes) })
-  client = new OpenAI({ apiKey: "sk-dac-test", baseURL: `${gateway.baseUrl}/v1`, maxRetries: 0 })
-})
-beforeEach(() => upstream.reset())
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
-})
+const sdk = sdkGateway({ GENERATION_MAX_BYTES: String(maxBytes) })
 
 const tool: OpenAI.ChatCompletionTool = {
   type: "function",
@@ -50,14 +36,14 @@ const hugeArguments = (count: number) => {
 describe("GENERATION_MAX_BYTES and tool-call arguments", () => {
   it("a stream whose argument fragments grow past the bound ends with generation_too_large, upstream aborted", async () => {
     const transcript = hugeArguments(64)
-    upstream.on("openai", {
+    sdk.upstream.on("openai", {
       transcript,
       split: "random",
       maxWrite: 700,
       writeDelayMs: 2,
       hangAfterBytes: transcript.body.length,
     })
-    const stream = await client.chat.completions.create({
+    const stream = await sdk.client.chat.completions.create({
       model: "openai/gpt-4o",
       messages: [{ role: "user", content: `huge ${crypto.randomUUID()}` }],
       tools: [tool],
@@ -76,7 +62,7 @@ describe("GENERATION_MAX_BYTES and tool-call arguments", () => {
     // What was streamed stayed within the bound; the upstream call was cut, not read to its end.
     expect(argumentBytes).toBeLessThanOrEqual(maxBytes)
     expect(argumentBytes).toBeGreaterThan(maxBytes - 2048)
-    await upstream.socketClosedAt(upstream.calls("openai")[0]!, 2_000)
+    await sdk.upstream.socketClosedAt(sdk.upstream.calls("openai")[0]!, 2_000)
   })
 
   it("a whole reply with arguments past the bound is 502 generation_too_large", async () => {
@@ -87,8 +73,8 @@ describe("GENERATION_MAX_BYTES and tool-call arguments", () => {
     body.choices[0]!.message.tool_calls[0]!.function.arguments = JSON.stringify({
       city: "x".repeat(maxBytes),
     })
-    upstream.on("openai", { transcript: withBody(recorded, JSON.stringify(body)) })
-    const error = await client.chat.completions
+    sdk.upstream.on("openai", { transcript: withBody(recorded, JSON.stringify(body)) })
+    const error = await sdk.client.chat.completions
       .create({
         model: "openai/gpt-4o",
         messages: [{ role: "user", content: `huge ${crypto.randomUUID()}` }],
@@ -101,8 +87,8 @@ describe("GENERATION_MAX_BYTES and tool-call arguments", () => {
   })
 
   it("arguments within the bound still pass", async () => {
-    upstream.on("openai", { transcript: "openai-chat-stream-tool-calls" })
-    const completion = await client.chat.completions
+    sdk.upstream.on("openai", { transcript: "openai-chat-stream-tool-calls" })
+    const completion = await sdk.client.chat.completions
       .stream({
         model: "openai/gpt-4o",
         messages: [{ role: "user", content: `small ${crypto.randomUUID()}` }],

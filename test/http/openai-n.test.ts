@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto"
 import OpenAI from "openai"
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { expectations } from "../providers/expectations.ts"
-import { type FakeUpstream, type Script, startFakeUpstream } from "../support/fake-upstream.ts"
-import { type RunningGateway, startGateway } from "../support/gateway.ts"
+import type { Script } from "../support/fake-upstream.ts"
+import { sdkGateway } from "../support/sdk-gateway.ts"
 
 /**
  * `n` > 1 on /v1/chat/completions: n independent upstream calls (src/http/openai-choices.ts) merged
@@ -11,26 +11,10 @@ import { type RunningGateway, startGateway } from "../support/gateway.ts"
  * the provider's.
  */
 
-let upstream: FakeUpstream
-let gateway: RunningGateway
-let client: OpenAI
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream()
-  gateway = await startGateway({
-    ...upstream.env(),
-    MOCK_TTFT_MS: "1",
-    MOCK_TOKEN_INTERVAL_MS: "0",
-    // One call at a time and one waiting: the third choice of a request finds the queue full.
-    PERPLEXITY_CONCURRENCY: "1",
-    PERPLEXITY_MAX_QUEUE: "1",
-  })
-  client = new OpenAI({ apiKey: "sk-dac-test", baseURL: `${gateway.baseUrl}/v1`, maxRetries: 0 })
-})
-beforeEach(() => upstream.reset())
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
+const sdk = sdkGateway({
+  // One call at a time and one waiting: the third choice of a request finds the queue full.
+  PERPLEXITY_CONCURRENCY: "1",
+  PERPLEXITY_MAX_QUEUE: "1",
 })
 
 const ask = (text = "capital?") => [{ role: "user" as const, content: `${text} ${crypto.randomUUID()}` }]
@@ -49,13 +33,13 @@ const twoRecordings =
 
 describe("n > 1 through DAC", () => {
   it("create({n: 2}): two upstream calls (no n sent), two choices, usage summed", async () => {
-    upstream.on("openai", { transcript: "openai-chat-nonstream" })
-    const completion = await client.chat.completions.create({
+    sdk.upstream.on("openai", { transcript: "openai-chat-nonstream" })
+    const completion = await sdk.client.chat.completions.create({
       model: "openai/gpt-4o-mini",
       messages: ask(),
       n: 2,
     })
-    const calls = upstream.calls("openai")
+    const calls = sdk.upstream.calls("openai")
     expect(calls).toHaveLength(2)
     for (const call of calls) expect((call.body as Record<string, unknown>).n).toBeUndefined()
     expect(completion.choices.map((c) => c.index)).toEqual([0, 1])
@@ -73,8 +57,8 @@ describe("n > 1 through DAC", () => {
   })
 
   it("create({n: 2, stream: true}): chunks name their choice; one usage chunk, one [DONE]", async () => {
-    upstream.on("openai", twoRecordings("openai-chat-stream", "openai-chat-stream-2024"))
-    const stream = await client.chat.completions.create({
+    sdk.upstream.on("openai", twoRecordings("openai-chat-stream", "openai-chat-stream-2024"))
+    const stream = await sdk.client.chat.completions.create({
       model: "openai/gpt-4o-mini",
       messages: ask(),
       n: 2,
@@ -110,8 +94,8 @@ describe("n > 1 through DAC", () => {
   })
 
   it("stream({n: 2}).finalChatCompletion() assembles both choices by index", async () => {
-    upstream.on("openai", twoRecordings("openai-chat-stream", "openai-chat-stream-2024"))
-    const completion = await client.chat.completions
+    sdk.upstream.on("openai", twoRecordings("openai-chat-stream", "openai-chat-stream-2024"))
+    const completion = await sdk.client.chat.completions
       .stream({ model: "openai/gpt-4o-mini", messages: ask(), n: 2 })
       .finalChatCompletion()
     expect(completion.choices).toHaveLength(2)
@@ -122,13 +106,13 @@ describe("n > 1 through DAC", () => {
   })
 
   it("works the same on a provider without its own n (Anthropic), streamed and not", async () => {
-    upstream.on("anthropic", { transcript: "anthropic-messages-stream" })
-    const streamed = await client.chat.completions
+    sdk.upstream.on("anthropic", { transcript: "anthropic-messages-stream" })
+    const streamed = await sdk.client.chat.completions
       .stream({ model: "anthropic/claude-sonnet-4-5", messages: ask(), n: 3 })
       .finalChatCompletion()
     expect(streamed.choices.map((c) => c.message.content)).toEqual(["2", "2", "2"])
-    upstream.on("anthropic", { transcript: "anthropic-messages-nonstream" })
-    const whole = await client.chat.completions.create({
+    sdk.upstream.on("anthropic", { transcript: "anthropic-messages-nonstream" })
+    const whole = await sdk.client.chat.completions.create({
       model: "anthropic/claude-sonnet-4-5",
       messages: ask(),
       n: 3,
@@ -137,11 +121,11 @@ describe("n > 1 through DAC", () => {
       Array(3).fill(textOf("anthropic-messages-nonstream")),
     )
     expect(whole.usage?.prompt_tokens).toBe(3 * usageOf("anthropic-messages-nonstream").input_tokens)
-    expect(upstream.calls("anthropic")).toHaveLength(6)
+    expect(sdk.upstream.calls("anthropic")).toHaveLength(6)
   })
 
   it("tool calls per choice (the mock)", async () => {
-    const completion = await client.chat.completions.create({
+    const completion = await sdk.client.chat.completions.create({
       model: "mock/tools",
       messages: ask("weather?"),
       n: 2,
@@ -167,12 +151,12 @@ describe("n > 1 through DAC", () => {
   })
 
   it("one choice failing fails the request; the other's upstream call is aborted", async () => {
-    upstream.on("openai", (_, index) =>
+    sdk.upstream.on("openai", (_, index) =>
       index === 0
         ? { transcript: "openai-chat-stream", hangAfterBytes: 600 }
         : { transcript: "openai-error-401", headersDelayMs: 100 },
     )
-    const stream = await client.chat.completions.create({
+    const stream = await sdk.client.chat.completions.create({
       model: "openai/gpt-4o-mini",
       messages: ask(),
       n: 2,
@@ -184,27 +168,27 @@ describe("n > 1 through DAC", () => {
       }
     })().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(OpenAI.APIError)
-    const calls = upstream.calls("openai")
+    const calls = sdk.upstream.calls("openai")
     expect(calls).toHaveLength(2)
-    await upstream.socketClosedAt(calls[0]!, 2_000)
+    await sdk.upstream.socketClosedAt(calls[0]!, 2_000)
 
-    upstream.reset()
-    upstream.on("openai", (_, index) =>
+    sdk.upstream.reset()
+    sdk.upstream.on("openai", (_, index) =>
       index === 0
         ? { transcript: "openai-chat-nonstream", headersDelayMs: 5_000 }
         : { transcript: "openai-error-401" },
     )
-    const whole = await client.chat.completions
+    const whole = await sdk.client.chat.completions
       .create({ model: "openai/gpt-4o-mini", messages: ask(), n: 2 })
       .catch((e: unknown) => e)
     expect(whole).toBeInstanceOf(OpenAI.APIError)
-    await upstream.socketClosedAt(upstream.calls("openai")[0]!, 2_000)
+    await sdk.upstream.socketClosedAt(sdk.upstream.calls("openai")[0]!, 2_000)
   })
 
   it("aborting an n = 2 stream closes both upstream sockets", async () => {
-    upstream.on("openai", { transcript: "openai-chat-stream", hangAfterBytes: 900 })
+    sdk.upstream.on("openai", { transcript: "openai-chat-stream", hangAfterBytes: 900 })
     const controller = new AbortController()
-    const stream = await client.chat.completions.create(
+    const stream = await sdk.client.chat.completions.create(
       { model: "openai/gpt-4o-mini", messages: ask(), n: 2, stream: true },
       { signal: controller.signal },
     )
@@ -214,14 +198,14 @@ describe("n > 1 through DAC", () => {
       if (seen.size === 2) break
     }
     controller.abort()
-    const calls = upstream.calls("openai")
+    const calls = sdk.upstream.calls("openai")
     expect(calls).toHaveLength(2)
-    await Promise.all(calls.map((call) => upstream.socketClosedAt(call, 2_000)))
+    await Promise.all(calls.map((call) => sdk.upstream.socketClosedAt(call, 2_000)))
   })
 
   it("cancelling the completion's request id ends the whole stream and every choice's upstream call", async () => {
-    upstream.on("openai", { transcript: "openai-chat-stream", hangAfterBytes: 900 })
-    const stream = await client.chat.completions.create({
+    sdk.upstream.on("openai", { transcript: "openai-chat-stream", hangAfterBytes: 900 })
+    const stream = await sdk.client.chat.completions.create({
       model: "openai/gpt-4o-mini",
       messages: ask(),
       n: 2,
@@ -238,41 +222,48 @@ describe("n > 1 through DAC", () => {
     }
     // The completion's id names its first choice's request; /v1's org is its bearer's (header mode).
     const org = `key-${createHash("sha256").update("sk-dac-test").digest("hex").slice(0, 24)}`
-    const cancelled = await fetch(`${gateway.baseUrl}/api/threads/cancel/${id.replace(/^chatcmpl-/, "")}`, {
-      method: "POST",
-      headers: { "x-org-id": org },
-    })
+    const cancelled = await fetch(
+      `${sdk.gateway.baseUrl}/api/threads/cancel/${id.replace(/^chatcmpl-/, "")}`,
+      {
+        method: "POST",
+        headers: { "x-org-id": org },
+      },
+    )
     expect(cancelled.status).toBe(200)
     for (;;) if ((await chunks.next()).done) break
-    await Promise.all(upstream.calls("openai").map((call) => upstream.socketClosedAt(call, 2_000)))
+    await Promise.all(sdk.upstream.calls("openai").map((call) => sdk.upstream.socketClosedAt(call, 2_000)))
   })
 
   it("a choice the pacer's queue cannot take refuses the whole request (429); the started ones are left", async () => {
-    upstream.on("perplexity", { transcript: "perplexity-stream", hangAfterBytes: 300 })
-    const error = await client.chat.completions
+    sdk.upstream.on("perplexity", { transcript: "perplexity-stream", hangAfterBytes: 300 })
+    const error = await sdk.client.chat.completions
       .create({ model: "perplexity/sonar", messages: ask(), n: 3, stream: true })
       .catch((e: unknown) => e)
     expect(error).toBeInstanceOf(OpenAI.RateLimitError)
     // Whatever went upstream was aborted, and the slots came back: the next request runs.
-    for (const call of upstream.calls("perplexity")) await upstream.socketClosedAt(call, 2_000)
-    upstream.on("perplexity", { transcript: "perplexity-stream" })
-    const next = await client.chat.completions.create({ model: "perplexity/sonar", messages: ask(), n: 2 })
+    for (const call of sdk.upstream.calls("perplexity")) await sdk.upstream.socketClosedAt(call, 2_000)
+    sdk.upstream.on("perplexity", { transcript: "perplexity-stream" })
+    const next = await sdk.client.chat.completions.create({
+      model: "perplexity/sonar",
+      messages: ask(),
+      n: 2,
+    })
     expect(next.choices).toHaveLength(2)
   })
 
   it("an Idempotency-Key retry finds all n choices again (no new upstream calls)", async () => {
-    upstream.on("openai", twoRecordings("openai-chat-stream", "openai-chat-stream-2024"))
+    sdk.upstream.on("openai", twoRecordings("openai-chat-stream", "openai-chat-stream-2024"))
     const request = { model: "openai/gpt-4o-mini", messages: ask(), n: 2 }
     const options = { headers: { "Idempotency-Key": `n-${crypto.randomUUID()}` } }
-    const first = await client.chat.completions.create(request, options)
-    const again = await client.chat.completions.create(request, options)
+    const first = await sdk.client.chat.completions.create(request, options)
+    const again = await sdk.client.chat.completions.create(request, options)
     expect(again.choices.map((c) => c.message.content)).toEqual(first.choices.map((c) => c.message.content))
-    expect(upstream.calls("openai")).toHaveLength(2)
+    expect(sdk.upstream.calls("openai")).toHaveLength(2)
   })
 
   it("validates n: an integer from 1 to 8, else 400 naming n", async () => {
     for (const n of [0, 9, 1.5, -1]) {
-      const error = await client.chat.completions
+      const error = await sdk.client.chat.completions
         .create({ model: "mock/faststream-ttft", messages: ask(), n })
         .catch((e: unknown) => e)
       expect(error, `n = ${n}`).toBeInstanceOf(OpenAI.BadRequestError)
@@ -281,7 +272,11 @@ describe("n > 1 through DAC", () => {
         "n must be an integer from 1 to 8",
       )
     }
-    const one = await client.chat.completions.create({ model: "mock/faststream-ttft", messages: ask(), n: 1 })
+    const one = await sdk.client.chat.completions.create({
+      model: "mock/faststream-ttft",
+      messages: ask(),
+      n: 1,
+    })
     expect(one.choices).toHaveLength(1)
   })
 })

@@ -1,39 +1,18 @@
 import OpenAI from "openai"
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { type ExpectedCall, expectations } from "../providers/expectations.ts"
-import {
-  defaultTranscripts,
-  type FakeProvider,
-  type FakeUpstream,
-  startFakeUpstream,
-} from "../support/fake-upstream.ts"
-import { type RunningGateway, startGateway } from "../support/gateway.ts"
+import { defaultTranscripts, type FakeProvider } from "../support/fake-upstream.ts"
+import { sdkGateway } from "../support/sdk-gateway.ts"
 
 /**
  * Tool calls and images through DAC with the official `openai` SDK, on every wire protocol: the
- * provider's side is the recorded bytes (fake upstream), the client's side the SDK unchanged.
+ * provider's side is the recorded bytes (fake sdk.upstream), the client's side the SDK unchanged.
  */
 
-let upstream: FakeUpstream
-let gateway: RunningGateway
-let client: OpenAI
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream()
-  gateway = await startGateway({
-    ...upstream.env(),
-    MOCK_TTFT_MS: "1",
-    MOCK_TOKEN_INTERVAL_MS: "0",
-    OPENAI_MODELS: "gpt-4o, gpt-4o-mini",
-    MODEL_ALIASES: "fast=mock/faststream-ttft",
-    MAX_IMAGE_BYTES: "1000",
-  })
-  client = new OpenAI({ apiKey: "sk-dac-test", baseURL: `${gateway.baseUrl}/v1`, maxRetries: 0 })
-})
-beforeEach(() => upstream.reset())
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
+const sdk = sdkGateway({
+  OPENAI_MODELS: "gpt-4o, gpt-4o-mini",
+  MODEL_ALIASES: "fast=mock/faststream-ttft",
+  MAX_IMAGE_BYTES: "1000",
 })
 
 const weather: OpenAI.ChatCompletionTool = {
@@ -105,8 +84,8 @@ const ask = (text: string): Array<OpenAI.ChatCompletionMessageParam> => [
 
 describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
   it("assembles streamed tool calls: stream(…).finalChatCompletion()", async () => {
-    upstream.on(protocol.provider, { transcript: protocol.stream, split: "random", maxWrite: 40 })
-    const stream = client.chat.completions.stream({
+    sdk.upstream.on(protocol.provider, { transcript: protocol.stream, split: "random", maxWrite: 40 })
+    const stream = sdk.client.chat.completions.stream({
       model: protocol.model,
       messages: ask("weather?"),
       tools: [weather],
@@ -125,13 +104,13 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
     expect(firsts.every((t) => t.type === "function" && typeof t.function?.name === "string")).toBe(true)
     expect(firsts.length).toBe(callsOf(protocol.stream).length)
     // What the provider was asked: the tool in its own vocabulary.
-    const sent = upstream.calls(protocol.provider)[0]!.body as Record<string, unknown>
+    const sent = sdk.upstream.calls(protocol.provider)[0]!.body as Record<string, unknown>
     expect(JSON.stringify(sent)).toContain("get_weather")
   })
 
   it("answers message.tool_calls without streaming", async () => {
-    upstream.on(protocol.provider, { transcript: protocol.nonStream })
-    const completion = await client.chat.completions.create({
+    sdk.upstream.on(protocol.provider, { transcript: protocol.nonStream })
+    const completion = await sdk.client.chat.completions.create({
       model: protocol.model,
       messages: ask("weather?"),
       tools: [weather],
@@ -146,11 +125,11 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
   })
 
   it("runs a two-step tool loop: the results reach the provider in its own shape", async () => {
-    upstream.on(protocol.provider, (_request, index) => ({
+    sdk.upstream.on(protocol.provider, (_request, index) => ({
       transcript: index === 0 ? protocol.stream : defaultTranscripts[protocol.provider],
     }))
     const messages = ask("weather?")
-    const first = await client.chat.completions
+    const first = await sdk.client.chat.completions
       .stream({ model: protocol.model, messages, tools: [weather] })
       .finalChatCompletion()
     const assistant = first.choices[0]!.message
@@ -160,7 +139,7 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
       tool_call_id: call.id,
       content: `result ${i}`,
     }))
-    const second = await client.chat.completions.create({
+    const second = await sdk.client.chat.completions.create({
       model: protocol.model,
       messages: [...messages, assistant, ...results],
       tools: [weather],
@@ -169,7 +148,7 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
     expect(second.choices[0]!.message.content).not.toBe("")
 
     const expected = callsOf(protocol.stream)
-    const body = upstream.calls(protocol.provider)[1]!.body as Record<string, never>
+    const body = sdk.upstream.calls(protocol.provider)[1]!.body as Record<string, never>
     switch (protocol.provider) {
       case "openai": {
         const sent = body.messages as Array<Record<string, unknown>>
@@ -235,7 +214,7 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
   it("passes an image on", async () => {
     const pixel =
       "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-    const completion = await client.chat.completions.create({
+    const completion = await sdk.client.chat.completions.create({
       model: protocol.model,
       messages: [
         {
@@ -251,7 +230,7 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
     for await (const _ of completion) {
       // Drained: the provider's body is what is checked.
     }
-    const body = JSON.stringify(upstream.calls(protocol.provider)[0]!.body)
+    const body = JSON.stringify(sdk.upstream.calls(protocol.provider)[0]!.body)
     const expected = {
       openai: `{"type":"image_url","image_url":{"url":"data:image/png;base64,${pixel}","detail":"low"}}`,
       anthropic: `{"type":"image","source":{"type":"base64","media_type":"image/png","data":"${pixel}"}}`,
@@ -264,7 +243,7 @@ describe.each(protocols)("tool calls through DAC on $provider", (protocol) => {
 describe("the mock's tool loop, end to end (no network)", () => {
   it("calls the tool with arguments fitting its schema, then quotes the result", async () => {
     const messages = ask("weather in Paris?")
-    const first = await client.chat.completions
+    const first = await sdk.client.chat.completions
       .stream({ model: "mock/tools", messages, tools: [weather] })
       .finalChatCompletion()
     const assistant = first.choices[0]!.message
@@ -275,7 +254,7 @@ describe("the mock's tool loop, end to end (no network)", () => {
     expect(call.function.name).toBe("get_weather")
     expect(JSON.parse(call.function.arguments)).toEqual({ city: "sample" })
 
-    const second = await client.chat.completions.create({
+    const second = await sdk.client.chat.completions.create({
       model: "mock/tools",
       messages: [...messages, assistant, { role: "tool", tool_call_id: call.id, content: "22 °C and sunny" }],
       tools: [weather],
@@ -289,7 +268,9 @@ describe("tool turns and the coalescer", () => {
   it("two identical concurrent requests with tools make two upstream calls (bypass)", async () => {
     const messages = ask("same")
     const [a, b] = await Promise.all(
-      [0, 1].map(() => client.chat.completions.create({ model: "mock/tools", messages, tools: [weather] })),
+      [0, 1].map(() =>
+        sdk.client.chat.completions.create({ model: "mock/tools", messages, tools: [weather] }),
+      ),
     )
     // The mock numbers its calls: one shared call would have given both the same id.
     expect(a!.choices[0]!.message.tool_calls?.[0]?.id).not.toBe(b!.choices[0]!.message.tool_calls?.[0]?.id)
@@ -298,22 +279,22 @@ describe("tool turns and the coalescer", () => {
 
 describe("what /v1 refuses, in OpenAI's shape", () => {
   it("JSON output on a provider without it names the provider; n past its bound names n", async () => {
-    const json = await client.chat.completions
+    const json = await sdk.client.chat.completions
       .create({ model: "mock/faststream-ttft", messages: ask("x"), response_format: { type: "json_object" } })
       .catch((e: unknown) => e)
     expect(json).toBeInstanceOf(OpenAI.BadRequestError)
     expect((json as InstanceType<typeof OpenAI.BadRequestError>).message).toContain('provider "mock"')
-    const n = await client.chat.completions
+    const n = await sdk.client.chat.completions
       .create({ model: "openai/gpt-4o", messages: ask("x"), n: 9 })
       .catch((e: unknown) => e)
     expect(n).toBeInstanceOf(OpenAI.BadRequestError)
     expect((n as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("n")
-    expect(upstream.calls()).toHaveLength(0)
+    expect(sdk.upstream.calls()).toHaveLength(0)
   })
 
   it("an image past MAX_IMAGE_BYTES is 413 image_too_large", async () => {
     const big = Buffer.alloc(2000, 7).toString("base64")
-    const error = await client.chat.completions
+    const error = await sdk.client.chat.completions
       .create({
         model: "openai/gpt-4o",
         messages: [
@@ -330,7 +311,7 @@ describe("what /v1 refuses, in OpenAI's shape", () => {
   })
 
   it("a tool message without its call id", async () => {
-    const error = await client.chat.completions
+    const error = await sdk.client.chat.completions
       .create({
         model: "openai/gpt-4o",
         // biome-ignore lint/suspicious/noExplicitAny: deliberately not what the SDK's types allow
@@ -345,7 +326,7 @@ describe("what /v1 refuses, in OpenAI's shape", () => {
 describe("GET /v1/models", () => {
   it("lists configured models, the mock's and the aliases; retrieves one; 404 in OpenAI's shape", async () => {
     const ids: Array<string> = []
-    for await (const model of client.models.list()) ids.push(model.id)
+    for await (const model of sdk.client.models.list()) ids.push(model.id)
     expect(ids).toEqual(
       expect.arrayContaining([
         "openai/gpt-4o",
@@ -355,10 +336,10 @@ describe("GET /v1/models", () => {
         "fast",
       ]),
     )
-    const one = await client.models.retrieve("openai/gpt-4o")
+    const one = await sdk.client.models.retrieve("openai/gpt-4o")
     expect(one).toMatchObject({ id: "openai/gpt-4o", object: "model", owned_by: "openai" })
-    expect((await client.models.retrieve("fast")).owned_by).toBe("mock")
-    await expect(client.models.retrieve("nope/none")).rejects.toBeInstanceOf(OpenAI.NotFoundError)
+    expect((await sdk.client.models.retrieve("fast")).owned_by).toBe("mock")
+    await expect(sdk.client.models.retrieve("nope/none")).rejects.toBeInstanceOf(OpenAI.NotFoundError)
   })
 
   it("answers unknown /v1 routes and methods in OpenAI's error shape", async () => {
@@ -367,7 +348,7 @@ describe("GET /v1/models", () => {
       ["GET", "/v1/chat/completions"],
       ["DELETE", "/v1/models"],
     ] as const) {
-      const response = await fetch(`${gateway.baseUrl}${path}`, {
+      const response = await fetch(`${sdk.gateway.baseUrl}${path}`, {
         method,
         headers: { authorization: "Bearer sk-dac-test" },
       })

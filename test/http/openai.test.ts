@@ -1,37 +1,21 @@
 import OpenAI from "openai"
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { mockReplyText } from "../../src/providers/mock.ts"
-import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.ts"
-import { type RunningGateway, startGateway } from "../support/gateway.ts"
+import { sdkGateway } from "../support/sdk-gateway.ts"
 
 const tokens = 6
-let upstream: FakeUpstream
-let gateway: RunningGateway
-let client: OpenAI
-
-beforeAll(async () => {
-  upstream = await startFakeUpstream()
-  gateway = await startGateway({
-    ...upstream.env(),
-    MOCK_TOKENS: String(tokens),
-    MOCK_TTFT_MS: "5",
-    MOCK_TOKEN_INTERVAL_MS: "1",
-    MOCK_CONCURRENCY: "1",
-    MOCK_MAX_QUEUE: "0",
-    MODEL_ALIASES: "fast=mock/faststream-ttft, gpt-4o-mini=openai/gpt-4o-mini",
-  })
-  // The official SDK, pointed at DAC and changed in nothing else (no retries, to see each answer).
-  client = new OpenAI({ apiKey: "sk-dac-test", baseURL: `${gateway.baseUrl}/v1`, maxRetries: 0 })
-})
-beforeEach(() => upstream.reset())
-afterAll(async () => {
-  await gateway?.close()
-  await upstream?.close()
+const sdk = sdkGateway({
+  MOCK_TOKENS: String(tokens),
+  MOCK_TTFT_MS: "5",
+  MOCK_TOKEN_INTERVAL_MS: "1",
+  MOCK_CONCURRENCY: "1",
+  MOCK_MAX_QUEUE: "0",
+  MODEL_ALIASES: "fast=mock/faststream-ttft, gpt-4o-mini=openai/gpt-4o-mini",
 })
 
 describe("the OpenAI-compatible endpoint, through the official SDK", () => {
   it("answers a non-streaming completion", async () => {
-    const completion = await client.chat.completions.create({
+    const completion = await sdk.client.chat.completions.create({
       model: "mock/faststream-ttft",
       messages: [
         { role: "system", content: "be brief" },
@@ -49,7 +33,7 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
   })
 
   it("streams chunks the SDK iterates, with usage when asked", async () => {
-    const stream = await client.chat.completions.create({
+    const stream = await sdk.client.chat.completions.create({
       model: "mock/faststream-ttft",
       messages: [{ role: "user", content: `stream ${crypto.randomUUID()}` }],
       stream: true,
@@ -84,9 +68,9 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
   })
 
   it("relays a real provider (OpenAI wire format) and coalesces identical conversations", async () => {
-    upstream.on("openai", { transcript: "openai-chat-stream", firstByteDelayMs: 200 })
+    sdk.upstream.on("openai", { transcript: "openai-chat-stream", firstByteDelayMs: 200 })
     const ask = () =>
-      client.chat.completions.create({
+      sdk.client.chat.completions.create({
         model: "openai/gpt-4o-mini",
         messages: [{ role: "user", content: "capital of the UK?" }],
       })
@@ -94,20 +78,20 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     expect(new Set(answers.map((a) => a.choices[0]!.message.content))).toEqual(
       new Set(["The capital of the UK is London."]),
     )
-    expect(upstream.calls("openai")).toHaveLength(1)
+    expect(sdk.upstream.calls("openai")).toHaveLength(1)
   })
 
   it("passes top_p and stop on to the provider, and refuses more than 4 stop sequences", async () => {
-    upstream.on("openai", { transcript: "openai-chat-stream" })
-    const completion = await client.chat.completions.create({
+    sdk.upstream.on("openai", { transcript: "openai-chat-stream" })
+    const completion = await sdk.client.chat.completions.create({
       model: "openai/gpt-4o-mini",
       messages: [{ role: "user", content: `sampling ${crypto.randomUUID()}` }],
       top_p: 0.2,
       stop: "\n",
     })
     expect(completion.choices[0]!.message.content).toBe("The capital of the UK is London.")
-    expect(upstream.calls("openai")[0]!.body).toMatchObject({ top_p: 0.2, stop: ["\n"] })
-    const error = await client.chat.completions
+    expect(sdk.upstream.calls("openai")[0]!.body).toMatchObject({ top_p: 0.2, stop: ["\n"] })
+    const error = await sdk.client.chat.completions
       .create({
         model: "openai/gpt-4o-mini",
         messages: [{ role: "user", content: "x" }],
@@ -121,14 +105,14 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
   })
 
   it("an aborted stream closes the upstream socket", async () => {
-    upstream.on("openai", {
+    sdk.upstream.on("openai", {
       transcript: "openai-chat-stream",
       split: "random",
       maxWrite: 20,
       writeDelayMs: 50,
     })
     const controller = new AbortController()
-    const stream = await client.chat.completions.create(
+    const stream = await sdk.client.chat.completions.create(
       {
         model: "openai/gpt-4o-mini",
         messages: [{ role: "user", content: `abort ${crypto.randomUUID()}` }],
@@ -143,13 +127,13 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     }
     const abortedAt = performance.now()
     controller.abort()
-    const call = upstream.calls("openai").at(-1)!
-    const closedAt = await upstream.socketClosedAt(call, 2_000)
+    const call = sdk.upstream.calls("openai").at(-1)!
+    const closedAt = await sdk.upstream.socketClosedAt(call, 2_000)
     expect(closedAt - abortedAt).toBeLessThan(1_000)
   })
 
   it("routes a configured alias and echoes the alias as the model", async () => {
-    const completion = await client.chat.completions.create({
+    const completion = await sdk.client.chat.completions.create({
       model: "fast",
       messages: [{ role: "user", content: `alias ${crypto.randomUUID()}` }],
     })
@@ -157,19 +141,19 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     expect(completion.choices[0]!.message.content).toBe(mockReplyText(tokens))
 
     // An alias named like an OpenAI model reaches that provider with the target's model.
-    upstream.on("openai", { transcript: "openai-chat-stream" })
-    const relayed = await client.chat.completions.create({
+    sdk.upstream.on("openai", { transcript: "openai-chat-stream" })
+    const relayed = await sdk.client.chat.completions.create({
       model: "gpt-4o-mini",
       messages: [{ role: "user", content: `alias ${crypto.randomUUID()}` }],
     })
     expect(relayed.model).toBe("gpt-4o-mini")
     expect(relayed.choices[0]!.message.content).toBe("The capital of the UK is London.")
-    expect(upstream.calls("openai")).toHaveLength(1)
-    expect(upstream.calls("openai")[0]!.body).toMatchObject({ model: "gpt-4o-mini" })
+    expect(sdk.upstream.calls("openai")).toHaveLength(1)
+    expect(sdk.upstream.calls("openai")[0]!.body).toMatchObject({ model: "gpt-4o-mini" })
   })
 
   it("streams through an alias", async () => {
-    const stream = await client.chat.completions.create({
+    const stream = await sdk.client.chat.completions.create({
       model: "fast",
       messages: [{ role: "user", content: `alias stream ${crypto.randomUUID()}` }],
       stream: true,
@@ -185,7 +169,7 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
   })
 
   it("refuses a model that is neither an alias nor provider/model, naming the aliases", async () => {
-    const error = await client.chat.completions
+    const error = await sdk.client.chat.completions
       .create({ model: "gpt-5-turbo", messages: [{ role: "user", content: "x" }] })
       .catch((e: unknown) => e)
     expect(error).toBeInstanceOf(OpenAI.BadRequestError)
@@ -198,7 +182,7 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
   it("refuses a parameter it would have to drop, naming it, and accepts the same parameter at its default", async () => {
     const messages = [{ role: "user" as const, content: `params ${crypto.randomUUID()}` }]
     const refused = async (params: Record<string, unknown>) => {
-      const error = await client.chat.completions
+      const error = await sdk.client.chat.completions
         .create({ model: "mock/faststream-ttft", messages, ...params })
         .catch((e: unknown) => e)
       expect(error).toBeInstanceOf(OpenAI.BadRequestError)
@@ -219,7 +203,7 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
     expect((await refused({ stream: true, logprobs: true })).param).toBe("logprobs")
 
     // Defaults some clients always send, and fields that do not change an answer, are accepted.
-    const completion = await client.chat.completions.create({
+    const completion = await sdk.client.chat.completions.create({
       model: "mock/faststream-ttft",
       messages,
       tools: [],
@@ -237,16 +221,16 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
 
   it("raises the SDK's own typed errors", async () => {
     await expect(
-      client.chat.completions.create({
+      sdk.client.chat.completions.create({
         model: "gpt-without-provider",
         messages: [{ role: "user", content: "x" }],
       }),
     ).rejects.toBeInstanceOf(OpenAI.BadRequestError)
     await expect(
-      client.chat.completions.create({ model: "mock/faststream-ttft", messages: [] }),
+      sdk.client.chat.completions.create({ model: "mock/faststream-ttft", messages: [] }),
     ).rejects.toBeInstanceOf(OpenAI.BadRequestError)
     // The SDK refuses to send without a key, so the anonymous request goes out by hand.
-    const anonymous = await fetch(`${gateway.baseUrl}/v1/chat/completions`, {
+    const anonymous = await fetch(`${sdk.gateway.baseUrl}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "mock/faststream-ttft", messages: [{ role: "user", content: "x" }] }),
@@ -256,7 +240,7 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
 
     // The only mock slot is held and the queue is 0 long: the next request is refused with a 429.
     const holder = new AbortController()
-    const held = await client.chat.completions.create(
+    const held = await sdk.client.chat.completions.create(
       {
         model: "mock/never-ending",
         messages: [{ role: "user", content: `hold ${crypto.randomUUID()}` }],
@@ -274,7 +258,7 @@ describe("the OpenAI-compatible endpoint, through the official SDK", () => {
       }
     })()
     await new Promise((resolve) => setTimeout(resolve, 100))
-    const limited = await client.chat.completions
+    const limited = await sdk.client.chat.completions
       .create({
         model: "mock/faststream-ttft",
         messages: [{ role: "user", content: `one more ${crypto.randomUUID()}` }],
