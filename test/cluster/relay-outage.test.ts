@@ -85,10 +85,12 @@ describe.skipIf(skip !== undefined)("a relayed reply while Redis restarts", () =
     }
     let last = await follow(b, true)
     // Retryable (frames written while Redis was gone did not reach B): reconnect, as a client does.
-    for (let attempt = 0; attempt < 5 && last?.event === "error" && last.data.retryable === true; attempt++) {
+    let reconnects = 0
+    for (; reconnects < 5 && last?.event === "error" && last.data.retryable === true; reconnects++) {
       seen.pop()
       last = await follow(b, false)
     }
+    console.log(`a reply relayed across a Redis restart: ${reconnects} reconnect(s) to finish it`)
     expect(statuses.every((status) => status === 200)).toBe(true)
     expect(last?.event).toBe("done")
     const ids = seen.map((e) => e.id)
