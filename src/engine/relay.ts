@@ -22,7 +22,10 @@ export interface RelayedTurn {
   readonly threadId: ThreadId | null
   readonly provider: string
   readonly model: string
-  /** The coalescing key of its body: a reused `Idempotency-Key` with another body is told apart. */
+  /**
+   * The coalescing key of its body: a reused `Idempotency-Key` with another body is told apart.
+   * Empty for a turn shared without a claim (a thread turn that bypasses coalescing).
+   */
   readonly bodyKey: string
 }
 
@@ -241,7 +244,10 @@ function* makeRelay() {
     readonly turn: RelayedTurn
     /** Whether its frames go to Redis: from the first hold of another replica on (none: no cost). */
     mirrored: boolean
-    /** When it was seen ended (it stays followable for the retention, like a local one). */
+    /**
+     * When it was seen ended: a thread turn stays followable for the retention of a local one, a
+     * completion for its claim's result TTL.
+     */
     endedAt: number | undefined
   }
   const published = new Map<RequestId, Published>()
@@ -282,7 +288,8 @@ function* makeRelay() {
 
   const publish = (generation: LiveGeneration, turn: RelayedTurn) => {
     published.set(turn.leader, { generation, turn, mirrored: false, endedAt: undefined })
-    register(turn.leader, turn)
+    // A claimed one was registered with its claim, in the same script.
+    if (turn.bodyKey === "") register(turn.leader, turn)
   }
 
   /**
@@ -556,7 +563,11 @@ function* makeRelay() {
     for (const [leader, own] of published) {
       if (!own.generation.isEnded()) own.generation.expireRemote(now)
       else if (own.endedAt === undefined) own.endedAt = now
-      else if (now - own.endedAt > finishedRetentionMs) published.delete(leader)
+      else if (
+        now - own.endedAt >
+        (own.turn.threadId === null ? config.coalesceResultTtlMs : finishedRetentionMs)
+      )
+        published.delete(leader)
     }
     const live = [...copies.values()].filter((c) => !c.generation.isEnded())
     for (const copy of live) {

@@ -126,7 +126,8 @@ const storedTerminal = (id: number, message: Message) => {
 
 /**
  * A reply no longer in memory, from the store, with the ids it had live: its text (as stored, up to
- * the delta whose id it keeps) as one `delta` with that id, then its terminal event. A client that
+ * the delta whose id it keeps) as one `delta` with that id, its tool calls (one `tool_call` each,
+ * whole), then its terminal event. A client that
  * had all of it gets only the terminal event; one that had part of it gets the whole text marked
  * `replace: true` (the store keeps the text, not where each delta ended).
  */
@@ -156,7 +157,22 @@ export const storedReplyStream = (
       }),
     )
   }
-  frames.push(storedTerminal(textId + 1, message))
+  // Its tool calls, each whole in one event, after the text (as a provider streams them).
+  const calls = message.tool_calls ?? []
+  calls.forEach((call, index) => {
+    const id = textId + 1 + index
+    if (id > afterId) {
+      frames.push(
+        frame(id, "tool_call", {
+          index,
+          id: call.id,
+          name: call.function.name,
+          arguments_delta: call.function.arguments,
+        }),
+      )
+    }
+  })
+  frames.push(storedTerminal(textId + 1 + calls.length, message))
   return sseResponse(new BytesBody(Buffer.concat(frames.map((f) => f.bytes)), stalledWriteMs))
 }
 

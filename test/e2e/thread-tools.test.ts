@@ -373,6 +373,40 @@ describe("tool loops on threads", () => {
     expect(upstream.calls()).toHaveLength(0)
   })
 
+  it("a reply with tool calls re-attached from the store (another gateway): its calls as tool_call events, then done", async () => {
+    const { c, org, threadId } = await newThread()
+    const sent = await c.post(`/api/threads/${threadId}/messages`, {
+      role: "user",
+      content: "weather in Lyon?",
+      provider: "mock",
+      model: "tools",
+      tools: [weather],
+    })
+    expect(sent.status).toBe(200)
+    const call = sent.json.assistant_message.tool_calls[0]
+    // A gateway that never ran it has no live log: it serves the reply from the store.
+    const other = await startGateway(env())
+    try {
+      const replay = openStream(`${other.baseUrl}/api/threads/${threadId}/stream/${sent.json.request_id}`, {
+        headers: { "x-org-id": org },
+      })
+      await replay.done
+      const events = replay.events.filter((e) => e.id >= 2)
+      expect(events.map((e) => e.event)).toEqual(["tool_call", "done"])
+      expect(events[0]!.data).toEqual({
+        type: "tool_call",
+        index: 0,
+        id: call.id,
+        name: "get_weather",
+        arguments_delta: call.function.arguments,
+      })
+      expect(events[1]!.data).toMatchObject({ finish_reason: "tool_calls" })
+      expect(events[1]!.id).toBe(events[0]!.id + 1)
+    } finally {
+      await other.close()
+    }
+  })
+
   it("a reply's tool calls are stored as it grows", async () => {
     const transcript = loadTranscript("openai-chat-stream-tool-calls")
     const body = Buffer.from(transcript.body).toString("utf8")
