@@ -1,6 +1,9 @@
 /**
  * `npm run bench:replicas`: the gateway end to end, one replica with its own pacer against one and
- * three replicas sharing the pacer through Redis. Replica processes (scripts/replicas.ts) on a fresh
+ * three replicas sharing the pacer (and, since the relay, their generations) through Redis.
+ * `BENCH_REPLICAS_ROUTE=threads`: thread turns instead (`POST /api/threads/{id}/messages`, a thread
+ * per caller, each turn to the next replica round-robin: with three replicas every turn finds its
+ * thread moved on elsewhere, the relay's worst case: the thread lock and a reload from the store). Replica processes (scripts/replicas.ts) on a fresh
  * database of the local PostgreSQL (dropped after) and Redis at 127.0.0.1:6379 (a fresh key
  * prefix), the mock provider (no upstream time), `/v1/chat/completions` from 32 callers spread
  * round-robin; req/s, and the replicas' CPU per request (their `process_cpu_seconds_total`).
@@ -10,6 +13,7 @@ import { execFileSync } from "node:child_process"
 import { type Replica, startCluster, stopCluster } from "../scripts/replicas.ts"
 
 const seconds = Number(process.env.BENCH_REPLICAS_SECONDS ?? 5)
+const threads = process.env.BENCH_REPLICAS_ROUTE === "threads"
 const callers = 32
 const database = `dac_bench_replicas_${Date.now()}`
 const psql = (sql: string) =>
@@ -34,16 +38,34 @@ const drive = async (replicas: ReadonlyArray<Replica>, ms: number) => {
   let failed = 0
   await Promise.all(
     Array.from({ length: callers }, async (_, caller) => {
+      const headers = { "content-type": "application/json", "x-org-id": `org-${caller % 4}` }
+      const thread = threads
+        ? ((await (
+            await fetch(`${replicas[caller % replicas.length]!.url}/api/threads`, {
+              method: "POST",
+              headers,
+              body: "{}",
+            })
+          ).json()) as { thread_id: string })
+        : undefined
       while (performance.now() < end) {
         const replica = replicas[n % replicas.length]!
-        const response = await fetch(`${replica.url}/v1/chat/completions`, {
-          method: "POST",
-          headers: { "content-type": "application/json", "x-org-id": `org-${caller % 4}` },
-          body: JSON.stringify({
-            model: "mock/faststream-ttft",
-            messages: [{ role: "user", content: `b ${n++}` }],
-          }),
-        })
+        const content = `b ${n++}`
+        const response =
+          thread === undefined
+            ? await fetch(`${replica.url}/v1/chat/completions`, {
+                method: "POST",
+                headers,
+                body: JSON.stringify({
+                  model: "mock/faststream-ttft",
+                  messages: [{ role: "user", content }],
+                }),
+              })
+            : await fetch(`${replica.url}/api/threads/${thread.thread_id}/messages`, {
+                method: "POST",
+                headers,
+                body: JSON.stringify({ role: "user", content, provider: "mock", model: "faststream-ttft" }),
+              })
         await response.arrayBuffer()
         if (response.status === 200) ok++
         else failed++
@@ -94,7 +116,7 @@ try {
     }),
   ]
   console.log(
-    `Mock provider, /v1/chat/completions, ${callers} callers, ${seconds} s per row, PostgreSQL, this machine`,
+    `Mock provider, ${threads ? "thread turns (a thread per caller, turns round-robin)" : "/v1/chat/completions"}, ${callers} callers, ${seconds} s per row, PostgreSQL, this machine`,
   )
   console.log("contender                   req/s  CPU µs/req (replicas)  errors")
   console.log("------------------------  ------  ---------------------  ------")
