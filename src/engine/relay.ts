@@ -464,7 +464,7 @@ function* makeRelay() {
   reader.connect().catch(() => {})
   void readLoop()
 
-  const hold = (copy: Copy) => send({ t: "hold", leader: copy.turn.leader })
+  const hold = (copy: Copy) => send({ t: "hold", leader: copy.turn.leader, owner: copy.turn.owner })
 
   const follow = Effect.fn("GenerationRelay.follow")(function* (turn: RelayedTurn) {
     const known = copies.get(turn.leader)
@@ -538,12 +538,29 @@ function* makeRelay() {
       request?: RequestId
       org?: OrgId
       scope?: CancelScope
+      owner?: string
     }
     if (message.from === replicaId) return
     const own = published.get(message.leader)
     if (message.t === "hold" && own !== undefined) {
       if (!own.mirrored) mirror(own, false)
       own.generation.holdRemote(message.from, Date.now() + leaseMs)
+    } else if (message.t === "hold" && message.owner === replicaId) {
+      // Held for a generation this replica no longer has (its retention is over): its copies end,
+      // and their reconnects find the stored reply.
+      send({ t: "gone", leader: message.leader })
+    } else if (message.t === "gone") {
+      const copy = copies.get(message.leader)
+      if (copy === undefined) return
+      for (const name of copy.generation.names) client.del(nameKey(name)).catch(warn("forgetting a request"))
+      endCopy(
+        copy,
+        frame(copy.generation.lastEventId() + 1, "error", {
+          code: "replica_lost",
+          message: "this reply is no longer live; reconnect to get it from the store",
+          retryable: true,
+        }),
+      )
     } else if (message.t === "release") own?.generation.releaseRemote(message.from)
     else if (message.t === "cancel" && message.org !== undefined && message.request !== undefined) {
       cancelHandler(message.org, message.request, message.leader, message.scope ?? "request")
@@ -566,8 +583,11 @@ function* makeRelay() {
       else if (
         now - own.endedAt >
         (own.turn.threadId === null ? config.coalesceResultTtlMs : finishedRetentionMs)
-      )
+      ) {
+        // Not live any more: its names lead to the store from now on.
         published.delete(leader)
+        for (const name of own.generation.names) client.del(nameKey(name)).catch(warn("forgetting a request"))
+      }
     }
     const live = [...copies.values()].filter((c) => !c.generation.isEnded())
     for (const copy of live) {
