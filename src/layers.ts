@@ -11,6 +11,7 @@ import { ReplyProgress } from "./engine/reply-progress.ts"
 import { sharedKeyLimiterLayer } from "./engine/shared-key-limits.ts"
 import { sharedPacerLayer } from "./engine/shared-pacer.ts"
 import { ThreadActors } from "./engine/thread-actors.ts"
+import { ThreadLocks } from "./engine/thread-locks.ts"
 import { Turns } from "./engine/turns.ts"
 import { HttpServerLive } from "./http/server.ts"
 import { GracefulShutdown } from "./http/shutdown.ts"
@@ -51,15 +52,19 @@ const Repos = Layer.mergeAll(
  * The pacer and the key limits: in this process alone, or with REDIS_URL shared by every replica
  * through Redis (README, "Several replicas"). Without REDIS_URL no Redis code is built or run.
  */
-const Limits: Layer.Layer<Pacer | KeyLimiter | GenerationRelay, never, AppConfig> = Layer.unwrap(
-  Effect.map(AppConfig, (config) =>
-    Option.isNone(config.cluster.redisUrl)
-      ? Layer.mergeAll(Pacer.layer, KeyLimiter.layer, GenerationRelay.layerLocal)
-      : Layer.mergeAll(sharedPacerLayer, sharedKeyLimiterLayer, GenerationRelay.layer).pipe(
-          Layer.provideMerge(SharedRedis.layer),
-        ),
-  ),
-)
+const Limits: Layer.Layer<Pacer | KeyLimiter | GenerationRelay | ThreadLocks, never, AppConfig> =
+  Layer.unwrap(
+    Effect.map(AppConfig, (config) =>
+      Option.isNone(config.cluster.redisUrl)
+        ? Layer.mergeAll(Pacer.layer, KeyLimiter.layer, GenerationRelay.layerLocal, ThreadLocks.layerLocal)
+        : Layer.mergeAll(
+            sharedPacerLayer,
+            sharedKeyLimiterLayer,
+            GenerationRelay.layer,
+            ThreadLocks.layer,
+          ).pipe(Layer.provideMerge(SharedRedis.layer)),
+    ),
+  )
 
 /**
  * The engine's services over the repositories and the configuration (tests build it on their own

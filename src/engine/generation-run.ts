@@ -15,9 +15,9 @@ import { withPerCallSpan } from "../telemetry/spans.ts"
 import type { GenerationError, GenerationOutcome, GenerationSpec } from "./generations.ts"
 import type { LiveGeneration } from "./live-generation.ts"
 import type { Ticket } from "./pacer.ts"
-import type { GenerationRelay } from "./relay.ts"
 import type { ReplyProgress } from "./reply-progress.ts"
 import type { QueuedTurn } from "./thread-actors.ts"
+import type { ThreadLocks } from "./thread-locks.ts"
 import { ToolCallAccumulator } from "./tool-calls.ts"
 
 /** Node's timers take at most 2^31-1 ms; a longer delay would fire at once. */
@@ -107,7 +107,7 @@ export interface RunDeps {
   /** Where background repairs of unstored replies run. */
   readonly scope: Scope.Scope
   /** Turns of a thread on other replicas (REDIS_URL): one at a time on all of them. */
-  readonly relay: GenerationRelay["Service"]
+  readonly threadLocks: ThreadLocks["Service"]
   /** The generation settled (its terminal frame is out): the layer's bookkeeping. */
   readonly settled: (generation: LiveGeneration) => void
 }
@@ -274,7 +274,7 @@ export const makeRun = (deps: RunDeps) => {
      * this turn's own question (what came after it is later turns').
      */
     const threadTurn = (turn: QueuedTurn) =>
-      Effect.flatMap(deps.relay.takeThread(turn.threadId, spec.requestId), (shared) => {
+      Effect.flatMap(deps.threadLocks.take(turn.threadId, spec.requestId), (shared) => {
         if (shared === null || shared === turn.lastSettledId()) return Effect.sync(() => turn.history())
         // Its own messages first (so what later turns stored after them is left out), then the thread.
         return Effect.exit(Deferred.await(turn.inserted)).pipe(
@@ -423,7 +423,7 @@ export const makeRun = (deps: RunDeps) => {
         })
         if (turn !== undefined) {
           const reply = result._tag === "Completed" && stored !== undefined ? result.message.message_id : null
-          deps.relay.leaveThread(turn.threadId, spec.requestId, reply)
+          deps.threadLocks.leave(turn.threadId, spec.requestId, reply)
         }
         spec.onSettled?.(result)
         yield* Deferred.succeed(generation.outcome, result)

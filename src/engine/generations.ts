@@ -25,6 +25,7 @@ import { GenerationRelay, type RelayedTurn } from "./relay.ts"
 import { ReplyProgress } from "./reply-progress.ts"
 import type { Frame, FrameSink } from "./sse-frames.ts"
 import type { QueuedTurn } from "./thread-actors.ts"
+import { ThreadLocks } from "./thread-locks.ts"
 
 /** Where the time of a request went. */
 export interface Timings {
@@ -155,6 +156,7 @@ export class Generations extends Context.Service<
       const messages = yield* MessagesRepo
       const progress = yield* ReplyProgress
       const relay = yield* GenerationRelay
+      const threadLocks = yield* ThreadLocks
       const config = yield* AppConfig
       const scope = yield* Effect.scope
       const byRequestId = new Map<RequestId, LiveGeneration>()
@@ -186,7 +188,7 @@ export class Generations extends Context.Service<
         config,
         messages,
         progress,
-        relay,
+        threadLocks,
         scope,
         settled: (generation) => {
           running.delete(generation)

@@ -3,10 +3,11 @@ import { AppConfig } from "../config.ts"
 import { RelayedFailure } from "../domain/errors.ts"
 import type { GenerationId, MessageId, OrgId, RequestId, ThreadId } from "../domain/ids.ts"
 import type { Usage } from "../domain/thread.ts"
-import { type RedisScript, redisScript, SharedRedis } from "../store/redis.ts"
+import { type RedisScript, SharedRedis } from "../store/redis.ts"
 import { transientReply } from "./generation-run.ts"
 import { finishedRetentionMs, type Generation, type GenerationOutcome } from "./generations.ts"
 import { LiveGeneration } from "./live-generation.ts"
+import { claimScript, leasesScript, settleScript } from "./relay-scripts.ts"
 import { type Frame, frame, requestFrame } from "./sse-frames.ts"
 
 /**
@@ -37,8 +38,6 @@ export interface RelayStatus {
   readonly mirrored: number
   /** Copies here of generations other replicas run. */
   readonly copies: number
-  /** Threads a turn of this replica holds. */
-  readonly threadsHeld: number
 }
 
 /** How a claimed key's generation ended: its claim is kept for the TTL that fits (Cancelled: none). */
@@ -94,14 +93,6 @@ export class GenerationRelay extends Context.Service<
     readonly cancel: (org: OrgId, requestId: RequestId, leader: RequestId, scope: CancelScope) => void
     /** What this replica does with a cancel sent to another one. */
     readonly onCancel: (handler: CancelHandler) => void
-    /**
-     * Waits until the thread is this turn's on every replica (one turn at a time per thread, in the
-     * order they ask); the thread's last complete reply as the replicas know it (null: not known,
-     * or no Redis: then only this replica's order holds).
-     */
-    readonly takeThread: (threadId: ThreadId, requestId: RequestId) => Effect.Effect<MessageId | null>
-    /** The turn settled: the thread is free for the next turn anywhere (`lastReply`: its reply, if complete). */
-    readonly leaveThread: (threadId: ThreadId, requestId: RequestId, lastReply: MessageId | null) => void
     /** What it shares now (for `/ready`). */
     readonly status: () => RelayStatus
   }
@@ -121,71 +112,12 @@ export class GenerationRelay extends Context.Service<
       copyOf: () => undefined,
       cancel: () => {},
       onCancel: () => {},
-      takeThread: () => Effect.succeed(null),
-      leaveThread: () => {},
-      status: () => ({ published: 0, mirrored: 0, copies: 0, threadsHeld: 0 }),
+      status: () => ({ published: 0, mirrored: 0, copies: 0 }),
     }),
   )
 
   static readonly layer = Layer.effect(GenerationRelay, Effect.gen(makeRelay))
 }
-
-/** Claims a key (and registers its leader) in one step; answers the leader's turn when it has one. */
-const claimScript = redisScript(
-  "relay.claim",
-  2,
-  `local held = redis.call('GET', KEYS[1])
-if held then return held end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return false`,
-)
-
-/** Keeps (PEXPIRE, ARGV[2] > 0) or drops a claim, if it is still the leader's. */
-const settleScript = redisScript(
-  "relay.settle",
-  1,
-  `local held = redis.call('GET', KEYS[1])
-if not held or cjson.decode(held).leader ~= ARGV[1] then return 0 end
-if tonumber(ARGV[2]) > 0 then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return redis.call('DEL', KEYS[1])`,
-)
-
-/** Redis's time and each given replica's lease end (false: not in the registry). */
-const leasesScript = redisScript(
-  "relay.leases",
-  1,
-  `local t = redis.call('TIME')
-local out = { tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) }
-for i, replica in ipairs(ARGV) do out[i + 1] = redis.call('ZSCORE', KEYS[1], replica) end
-return out`,
-)
-
-/**
- * Takes a thread for a turn (or renews it, for its holder); answers {taken, the thread's last
- * complete reply}. The lock lapses after the lease: a replica that died frees its threads.
- */
-const takeThreadScript = redisScript(
-  "relay.takeThread",
-  2,
-  `local holder = redis.call('GET', KEYS[1])
-local last = redis.call('GET', KEYS[2]) or ''
-if holder and holder ~= ARGV[1] then return {0, last} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {1, last}`,
-)
-
-/** Frees a thread its holder had, and records its last complete reply (ARGV[2], when not empty). */
-const leaveThreadScript = redisScript(
-  "relay.leaveThread",
-  2,
-  `if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', 86400000) end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`,
-)
-
-/** How often a turn asks again for a thread another replica's turn holds. */
-const threadPollMs = 20
 
 /** How long a batch of frames waits before it is written (the only latency a copy adds). */
 const flushEveryMs = 5
@@ -623,48 +555,7 @@ function* makeRelay() {
       }
     })
   }
-  // ---- Threads: one turn at a time on every replica.
-
-  const threadKeys = (threadId: ThreadId) => [
-    redis.key("thread", threadId),
-    redis.key("thread", threadId, "last"),
-  ]
-  /** The threads this replica's turns hold (renewed by the tick): thread → request. */
-  const heldThreads = new Map<ThreadId, RequestId>()
-  const takeThread = Effect.fn("GenerationRelay.takeThread")(function* (
-    threadId: ThreadId,
-    requestId: RequestId,
-  ) {
-    for (;;) {
-      const answer = (yield* Effect.tryPromise(() =>
-        run(takeThreadScript, threadKeys(threadId), [requestId, leaseMs]),
-      ).pipe(Effect.orElseSucceed(() => undefined))) as [number, string] | undefined
-      // Redis down: this replica's own order is all there is until it is back.
-      if (answer === undefined) return null
-      if (answer[0] === 1) {
-        heldThreads.set(threadId, requestId)
-        return answer[1] === "" ? null : (answer[1] as MessageId)
-      }
-      yield* Effect.sleep(threadPollMs)
-    }
-  })
-  const leaveThread = (threadId: ThreadId, requestId: RequestId, lastReply: MessageId | null) => {
-    if (heldThreads.get(threadId) === requestId) heldThreads.delete(threadId)
-    run(leaveThreadScript, threadKeys(threadId), [requestId, lastReply ?? ""]).catch(warn("freeing a thread"))
-  }
-  const renewThreads = () => {
-    for (const [threadId, requestId] of heldThreads) {
-      run(takeThreadScript, threadKeys(threadId), [requestId, leaseMs]).catch(warn("renewing a thread"))
-    }
-  }
-
-  const ticker = setInterval(
-    () => {
-      renewThreads()
-      void tick()
-    },
-    Math.max(100, Math.floor(leaseMs / 3)),
-  )
+  const ticker = setInterval(() => void tick(), Math.max(100, Math.floor(leaseMs / 3)))
   ticker.unref()
 
   yield* Effect.addFinalizer(() =>
@@ -719,13 +610,10 @@ function* makeRelay() {
     onCancel: (handler) => {
       cancelHandler = handler
     },
-    takeThread,
-    leaveThread,
     status: () => ({
       published: published.size,
       mirrored: [...published.values()].filter((own) => own.mirrored).length,
       copies: copies.size,
-      threadsHeld: heldThreads.size,
     }),
   })
 }

@@ -2,6 +2,7 @@ import { Effect, Option } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { GenerationRelay } from "../engine/relay.ts"
 import { SharedPacer } from "../engine/shared-pacer.ts"
+import { ThreadLocks } from "../engine/thread-locks.ts"
 import { SharedRedis } from "../store/redis.ts"
 import { hasOpsAccess } from "./ops-guard.ts"
 
@@ -10,6 +11,7 @@ export const clusterReadiness = Effect.gen(function* () {
   const redis = yield* Effect.serviceOption(SharedRedis)
   const pacer = yield* Effect.serviceOption(SharedPacer)
   const relay = yield* Effect.serviceOption(GenerationRelay)
+  const threadLocks = yield* Effect.serviceOption(ThreadLocks)
   if (Option.isNone(redis) || Option.isNone(pacer)) return undefined
   const status = redis.value.status()
   const shared = yield* pacer.value.status
@@ -23,6 +25,7 @@ export const clusterReadiness = Effect.gen(function* () {
       pacer: shared.providers,
       cost: shared.cost,
       generations: Option.isSome(relay) ? relay.value.status() : undefined,
+      threadsHeld: Option.isSome(threadLocks) ? threadLocks.value.held() : undefined,
     },
   }
 })
