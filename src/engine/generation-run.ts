@@ -415,16 +415,17 @@ export const makeRun = (deps: RunDeps) => {
           generation.end(result, "cancelled", {})
         }
         generation.settled()
+        // The thread is free on every replica (and its reply recorded) before its next turn here goes on.
+        if (turn !== undefined) {
+          const reply = result._tag === "Completed" && stored !== undefined ? result.message.message_id : null
+          deps.threadLocks.leave(turn.threadId, spec.requestId, reply)
+        }
         // The thread's next turn goes on, with this one's reply in its history when it completed.
         turn?.settle({
           stored: stored !== undefined,
           completeReply:
             result._tag === "Completed" ? { content: result.message.content, toolCalls: calls } : null,
         })
-        if (turn !== undefined) {
-          const reply = result._tag === "Completed" && stored !== undefined ? result.message.message_id : null
-          deps.threadLocks.leave(turn.threadId, spec.requestId, reply)
-        }
         spec.onSettled?.(result)
         yield* Deferred.succeed(generation.outcome, result)
         deps.settled(generation)

@@ -48,6 +48,13 @@ export const PrometheusRoute = HttpRouter.add(
       for (const budget of cluster.shared.pacer) {
         setGauge(clusterGauges.sharedInFlight, providerLabel(budget.provider), budget.inFlight, context)
       }
+      const generations = cluster.shared.generations
+      if (generations !== undefined) {
+        setGauge(clusterGauges.relayPublished, {}, generations.published, context)
+        setGauge(clusterGauges.relayMirrored, {}, generations.mirrored, context)
+        setGauge(clusterGauges.relayCopies, {}, generations.copies, context)
+      }
+      setGauge(clusterGauges.threadsHeld, {}, cluster.shared.threadsHeld ?? 0, context)
     }
     const formatted = yield* PrometheusMetrics.format({ metricNameMapper: prometheusName })
     const text = cluster === undefined ? formatted : withReplicaLabel(formatted, cluster.replica)

@@ -109,6 +109,30 @@ export const clusterGauges = {
     "Upstream calls in flight on every replica, as this replica last read the shared budget",
     "{request}",
   ),
+  relayPublished: gauge(
+    "dac.relay.published",
+    "dac_relay_published",
+    "Generations this replica runs that other replicas can follow (running, or ended within their retention)",
+    "{generation}",
+  ),
+  relayMirrored: gauge(
+    "dac.relay.mirrored",
+    "dac_relay_mirrored",
+    "Of those, the ones another replica follows (their frames go to Redis)",
+    "{generation}",
+  ),
+  relayCopies: gauge(
+    "dac.relay.copies",
+    "dac_relay_copies",
+    "Copies on this replica of generations other replicas run",
+    "{generation}",
+  ),
+  threadsHeld: gauge(
+    "dac.threads.held",
+    "dac_threads_held",
+    "Threads a turn of this replica holds (one turn at a time per thread on every replica)",
+    "{thread}",
+  ),
 }
 
 /** Every sample of a Prometheus exposition gets `replica="<id>"` (the comment lines stay as they are). */

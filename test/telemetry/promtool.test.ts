@@ -73,6 +73,10 @@ describe("GET /metrics and promtool", () => {
         })
         const text = await (await fetch(`${replica.baseUrl}/metrics`)).text()
         expect(text).toContain('dac_redis_up{replica="replica-a"} 1')
+        // The turn just sent is one this replica shares (followable from the others for 60 s).
+        expect(text).toContain('dac_relay_published{replica="replica-a"} 1')
+        expect(text).toContain('dac_relay_copies{replica="replica-a"} 0')
+        expect(text).toContain('dac_threads_held{replica="replica-a"} 0')
         const samples = text.split("\n").filter((line) => line !== "" && !line.startsWith("#"))
         expect(samples.filter((line) => !line.includes('replica="replica-a"'))).toEqual([])
         const checked = spawnSync(promtoolBin, ["check", "metrics"], { input: text, encoding: "utf8" })
