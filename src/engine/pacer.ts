@@ -72,6 +72,13 @@ export interface FairState {
   readonly concurrencyLimit: number
 }
 
+/** Counts a slot an org takes (+1) or gives back (-1); an org with none is dropped from the map. */
+export const countOrgSlot = (inFlightByOrg: Map<string, number>, org: string, delta: 1 | -1) => {
+  const held = (inFlightByOrg.get(org) ?? 0) + delta
+  if (held <= 0) inFlightByOrg.delete(org)
+  else inFlightByOrg.set(org, held)
+}
+
 /**
  * An org's share of the in-flight slots: the limit split between the orgs in flight or waiting.
  * Dispatch prefers an org under its share, so one org's long streams do not keep taking every slot
@@ -178,7 +185,7 @@ export class Pacer extends Context.Service<
           const waiter = pacer.queue.shift((org) => (pacer.inFlightByOrg.get(org) ?? 0) < share)!
           waiter.dispatchedAt = t
           pacer.inFlight++
-          pacer.inFlightByOrg.set(waiter.org, (pacer.inFlightByOrg.get(waiter.org) ?? 0) + 1)
+          countOrgSlot(pacer.inFlightByOrg, waiter.org, 1)
           Deferred.doneUnsafe(waiter.wake, Effect.void)
         }
       }
@@ -212,9 +219,7 @@ export class Pacer extends Context.Service<
             if (released) return
             released = true
             pacer.inFlight--
-            const held = (pacer.inFlightByOrg.get(org) ?? 1) - 1
-            if (held === 0) pacer.inFlightByOrg.delete(org)
-            else pacer.inFlightByOrg.set(org, held)
+            countOrgSlot(pacer.inFlightByOrg, org, -1)
             if (error?._tag === "RateLimited") {
               pacer.pausedUntil = Math.max(pacer.pausedUntil, now() + clampPause(error.retryAfterMs ?? 1000))
               pacer.concurrencyLimit = Math.max(1, Math.floor(pacer.concurrencyLimit / 2))

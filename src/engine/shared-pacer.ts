@@ -6,7 +6,15 @@ import { SharedRedis } from "../store/redis.ts"
 import { pacerAcquire, pacerPeek, pacerRelease, renewHeld } from "../store/redis-scripts.ts"
 import { makeDeadlines } from "./deadlines.ts"
 import { FairQueue } from "./fair-queue.ts"
-import { inFlightShare, maxTimerMs, Pacer, type PacerState, refusal, type Ticket } from "./pacer.ts"
+import {
+  countOrgSlot,
+  inFlightShare,
+  maxTimerMs,
+  Pacer,
+  type PacerState,
+  refusal,
+  type Ticket,
+} from "./pacer.ts"
 import { makeBucket, msUntilToken, type TokenBucket, tryTake } from "./token-bucket.ts"
 
 /** The most slots one round trip asks for: a burst of waiters costs a few scripts, not one each. */
@@ -166,7 +174,7 @@ export const sharedPacerLayer = Layer.effectContext(
       waiter.dispatchedAt = t
       waiter.shared = sharedSlot
       pacer.inFlight++
-      pacer.inFlightByOrg.set(waiter.org, (pacer.inFlightByOrg.get(waiter.org) ?? 0) + 1)
+      countOrgSlot(pacer.inFlightByOrg, waiter.org, 1)
       Deferred.doneUnsafe(waiter.wake, Effect.void)
       return true
     }
@@ -333,9 +341,7 @@ export const sharedPacerLayer = Layer.effectContext(
           if (released) return
           released = true
           pacer.inFlight--
-          const held = (pacer.inFlightByOrg.get(org) ?? 1) - 1
-          if (held === 0) pacer.inFlightByOrg.delete(org)
-          else pacer.inFlightByOrg.set(org, held)
+          countOrgSlot(pacer.inFlightByOrg, org, -1)
           const rateLimited = error?._tag === "RateLimited"
           const pauseMs = rateLimited ? clampPause(error.retryAfterMs ?? 1000) : 0
           if (rateLimited) {
