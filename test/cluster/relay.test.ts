@@ -9,6 +9,7 @@ import {
   sleep,
   upstreamProcess,
 } from "../support/cluster.ts"
+import { openStream } from "../support/sse-client.ts"
 
 /**
  * Three replica processes on one Redis and one PostgreSQL share their generations: identical
@@ -52,55 +53,40 @@ interface SseEvent {
   readonly data: Json
 }
 
-/**
- * Reads an SSE response's events until `stop` says so (or it ends); then aborts it when asked
- * (a client hanging up).
- */
-const readEvents = async (
-  response: Response,
-  stop: (events: ReadonlyArray<SseEvent>) => boolean = () => false,
-) => {
-  const events: Array<SseEvent> = []
-  const reader = response.body!.getReader()
-  const decoder = new TextDecoder()
-  let buffer = ""
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) break
-    buffer += decoder.decode(value, { stream: true })
-    let end = buffer.indexOf("\n\n")
-    while (end >= 0) {
-      const block = buffer.slice(0, end)
-      buffer = buffer.slice(end + 2)
-      end = buffer.indexOf("\n\n")
-      const fields = Object.fromEntries(
-        block
-          .split("\n")
-          .filter((line) => !line.startsWith(":") && line.includes(": "))
-          .map((line) => [line.slice(0, line.indexOf(": ")), line.slice(line.indexOf(": ") + 2)]),
-      )
-      if (fields.data === undefined) continue
-      events.push({ id: Number(fields.id), event: fields.event!, data: JSON.parse(fields.data) })
-    }
-    if (stop(events)) {
-      await reader.cancel()
-      break
-    }
-  }
-  return events
-}
+type Stream = ReturnType<typeof openStream>
 
 const streamTurn = (replica: Replica, threadId: string, content: string) =>
-  fetch(`${replica.url}/api/threads/${threadId}/messages/stream`, {
+  openStream(`${replica.url}/api/threads/${threadId}/messages/stream`, {
     method: "POST",
     headers: { ...headers, "x-dac-on-disconnect": "hold" },
     body: JSON.stringify({ role: "user", content, provider: "mock", model: "faststream-ttft" }),
   })
 
 const reattach = (replica: Replica, threadId: string, requestId: string, lastEventId: number) =>
-  fetch(`${replica.url}/api/threads/${threadId}/stream/${requestId}`, {
+  openStream(`${replica.url}/api/threads/${threadId}/stream/${requestId}`, {
     headers: { ...headers, "last-event-id": String(lastEventId) },
   })
+
+/** Its events once `enough` of them came; then it hangs up (a client dropping its stream). */
+const readUntil = async (stream: Stream, enough: (events: ReadonlyArray<SseEvent>) => boolean) => {
+  await stream.until((events) => enough(events as ReadonlyArray<SseEvent>))
+  stream.abort()
+  return [...stream.events] as Array<SseEvent>
+}
+
+/** Every event until the server ends the stream; `meanwhile` runs once `when` holds. */
+const readAll = async (
+  stream: Stream,
+  when?: (events: ReadonlyArray<SseEvent>) => boolean,
+  meanwhile?: () => void,
+) => {
+  if (when !== undefined) {
+    await stream.until((events) => when(events as ReadonlyArray<SseEvent>))
+    meanwhile?.()
+  }
+  await stream.done
+  return stream.events as Array<SseEvent>
+}
 
 const deltas = (events: ReadonlyArray<SseEvent>) => events.filter((e) => e.event === "delta")
 const textOf = (events: ReadonlyArray<SseEvent>) =>
@@ -195,13 +181,13 @@ describe.skipIf(skip !== undefined)("three replicas share their generations (Red
   it("a stream started on A resumes on B with Last-Event-ID: the whole text, no gap, no duplicate", async () => {
     const [a, b] = [replicas[0]!, replicas[1]!]
     const threadId = await newThread(a)
-    const first = await readEvents(
-      await streamTurn(a, threadId, "resume me elsewhere"),
+    const first = await readUntil(
+      streamTurn(a, threadId, "resume me elsewhere"),
       (events) => deltas(events).length >= 10,
     )
     const requestId = first.find((e) => e.event === "meta")!.data.request_id as string
     const lastId = first.at(-1)!.id
-    const rest = await readEvents(await reattach(b, threadId, requestId, lastId))
+    const rest = await readAll(reattach(b, threadId, requestId, lastId))
     const ids = [...first, ...rest].filter((e) => e.id >= 2).map((e) => e.id)
     expect(new Set(ids).size).toBe(ids.length)
     expect(ids).toEqual(ids.slice().sort((x, y) => x - y))
@@ -220,18 +206,19 @@ describe.skipIf(skip !== undefined)("three replicas share their generations (Red
   it("a stream resumed on B is stopped by a cancel sent to C, and the upstream call with it", async () => {
     const [a, b, c] = [replicas[0]!, replicas[1]!, replicas[2]!]
     const threadId = await newThread(a)
-    const first = await readEvents(
-      await streamTurn(a, threadId, "cancel me from afar"),
+    const first = await readUntil(
+      streamTurn(a, threadId, "cancel me from afar"),
       (events) => deltas(events).length >= 5,
     )
     const requestId = first.find((e) => e.event === "meta")!.data.request_id as string
     let cancelled: Promise<Json> | undefined
-    const rest = await readEvents(await reattach(b, threadId, requestId, first.at(-1)!.id), (events) => {
-      if (cancelled === undefined && deltas(events).length >= 5) {
+    const rest = await readAll(
+      reattach(b, threadId, requestId, first.at(-1)!.id),
+      (events) => deltas(events).length >= 5,
+      () => {
         cancelled = post(c, `/api/threads/cancel/${requestId}`, {}).then((r) => r.json)
-      }
-      return false
-    })
+      },
+    )
     expect(await cancelled).toEqual({ cancelled: true })
     expect(rest.at(-1)!.event).toBe("cancelled")
     // The owner (A) stopped: the reply is stored as cancelled, well short of the whole text.
@@ -245,7 +232,7 @@ describe.skipIf(skip !== undefined)("three replicas share their generations (Red
     const [a, b] = [replicas[0]!, replicas[1]!]
     const threadId = await newThread(a)
     const timed = async (replica: Replica, content: string) => {
-      const events = await readEvents(await streamTurn(replica, threadId, content))
+      const events = await readAll(streamTurn(replica, threadId, content))
       return { content, events, at: performance.now() }
     }
     const firstQuestion = "the first question, on A"
@@ -281,19 +268,20 @@ describe.skipIf(skip !== undefined)("three replicas share their generations (Red
     const [b, c] = [replicas[1]!, replicas[2]!]
     const victim = replicas[0]!
     const threadId = await newThread(victim)
-    const first = await readEvents(
-      await streamTurn(victim, threadId, "survive a crash"),
+    const first = await readUntil(
+      streamTurn(victim, threadId, "survive a crash"),
       (events) => deltas(events).length >= 3,
     )
     const requestId = first.find((e) => e.event === "meta")!.data.request_id as string
     let killedAt = 0
-    const rest = await readEvents(await reattach(b, threadId, requestId, first.at(-1)!.id), (events) => {
-      if (killedAt === 0 && deltas(events).length >= 3) {
+    const rest = await readAll(
+      reattach(b, threadId, requestId, first.at(-1)!.id),
+      (events) => deltas(events).length >= 3,
+      () => {
         killedAt = Date.now()
         victim.process.kill("SIGKILL")
-      }
-      return false
-    })
+      },
+    )
     const toTerminal = Date.now() - killedAt
     const terminal = rest.at(-1)!
     expect(terminal.event).toBe("error")
