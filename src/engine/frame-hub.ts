@@ -43,7 +43,7 @@ export class FrameHub {
    * replicas, see engine/relay.ts); set before the first frame.
    */
   mirror: ((f: Frame) => void) | undefined
-  /** Fed by `relay` (a copy of another replica's generation), never by `emit`. */
+  /** Fed by `relay` (a copy of another replica's generation, set by `asRelayCopy`), never by `emit`. */
   relayed = false
 
   constructor(onDropped: (requestId: RequestId) => void) {
@@ -60,7 +60,6 @@ export class FrameHub {
    * ids follow on from it. One request's own frame goes to that request only.
    */
   relay(f: Frame) {
-    this.relayed = true
     this.nextId = f.id + 1
     if (f.only === undefined) return this.deliver(f)
     this.log.push(f)
